@@ -1,0 +1,61 @@
+# The lab's one entry point. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SQLITE_JDBC ?= /usr/share/java/sqlite-jdbc.jar
+APT := $(shell command -v apt-get 2>/dev/null)
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
+
+.DEFAULT_GOAL := help
+.PHONY: help setup system run test lint lock doctor clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml requirements.lock
+	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed: install python3.11 (or run make PYTHON=/path/to/python3.11)."; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet -c requirements.lock -e '.[dev]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lakehouse-lab)" >/dev/null
+	touch $(STAMP)
+
+system: ## install the system packages (Java 17 check, SQLite JDBC driver, docker-compose for the static checks)
+	@java -version 2>&1 | grep -q 'version "17' || { echo "Java 17 is needed: sudo apt-get install -y openjdk-17-jre-headless"; exit 1; }
+	@missing=""; \
+	[ -f $(SQLITE_JDBC) ] || missing="$$missing libxerial-sqlite-jdbc-java"; \
+	{ command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1; } || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ]; then \
+	  if [ -n "$(APT)" ] && { [ -z "$(SUDO)" ] || sudo -n true 2>/dev/null; }; then \
+	    echo "Installing system packages:$$missing"; \
+	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	  else \
+	    echo "Missing system packages:$$missing. Run: sudo apt-get install -y$$missing"; exit 1; \
+	  fi; \
+	fi
+
+setup: $(STAMP) system ## create .venv and install everything (pinned)
+
+run: setup ## the main job: bronze -> silver -> gold over the bundled sample range
+	$(BIN)/lab run
+
+test: setup ## the whole test suite (notebooks included)
+	$(BIN)/lab build-exercises --check
+	$(BIN)/pytest
+
+lint: setup ## ruff and mypy
+	$(BIN)/ruff check lab_env dags tests bench
+	$(BIN)/mypy
+
+doctor: setup ## check Java, jars, catalog and storage
+	$(BIN)/lab doctor
+
+lock: ## re-pin requirements.lock from a fresh resolve of pyproject.toml
+	rm -rf /tmp/lab-lock && $(PYTHON) -m venv /tmp/lab-lock
+	/tmp/lab-lock/bin/pip install --quiet '.[dev]'
+	{ head -2 requirements.lock; /tmp/lab-lock/bin/pip freeze --exclude lakehouse-lab; } > requirements.lock.new
+	mv requirements.lock.new requirements.lock
+
+clean: ## remove the local lakehouse (./lakehouse) and caches, keep .venv
+	rm -rf lakehouse .pytest_cache

@@ -1,0 +1,107 @@
+"""The machinery behind every self-check: results, printing, and the progress record."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import ParamSpec
+
+from lab_env.config import get_settings
+from lab_env.errors import LabError
+
+# Printed in front of every check line, so `lab check` can find results in a notebook's outputs.
+CHECK_MARKER = "[check]"
+
+P = ParamSpec("P")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of one exercise's check."""
+
+    exercise: str  # "02.1": milestone 02, exercise 1
+    title: str
+    passed: bool
+    message: str  # what passed, or the hint
+
+    def line(self) -> str:
+        verdict = "PASS" if self.passed else "FAIL"
+        icon = "✅" if self.passed else "❌"
+        return f"{CHECK_MARKER} {self.exercise} {verdict} {icon} {self.title}: {self.message}"
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    passed: bool
+    message: str
+
+
+def ok(message: str) -> _Verdict:
+    """What a check returns when the learner's result is right."""
+    return _Verdict(True, message)
+
+
+def fail(hint: str) -> _Verdict:
+    """What a check returns when it is not right yet: say what to look at or do."""
+    return _Verdict(False, hint)
+
+
+def progress_file() -> Path:
+    return get_settings().lab_home / "progress" / "checks.jsonl"
+
+
+def _record(result: CheckResult) -> None:
+    path = progress_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entry = asdict(result) | {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        with path.open("a", encoding="utf-8") as out:
+            out.write(json.dumps(entry) + "\n")
+    except OSError:
+        pass  # a read-only LAB_HOME must not hide the verdict itself
+
+
+def load_results() -> dict[str, CheckResult]:
+    """The latest result of every exercise checked under the current LAB_HOME."""
+    path = progress_file()
+    latest: dict[str, CheckResult] = {}
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                row = json.loads(line)
+                row.pop("at", None)
+                latest[row["exercise"]] = CheckResult(**row)
+    return latest
+
+
+def exercise(exercise_id: str, title: str) -> Callable[[Callable[P, _Verdict]], Callable[P, CheckResult]]:
+    """Turn a function returning :func:`ok`/:func:`fail` into a check that prints and records."""
+
+    def wrap(func: Callable[P, _Verdict]) -> Callable[P, CheckResult]:
+        @functools.wraps(func)
+        def run(*args: P.args, **kwargs: P.kwargs) -> CheckResult:
+            try:
+                verdict = func(*args, **kwargs)
+            except NotImplementedError:
+                verdict = fail("this exercise is not written yet: replace the stub above and re-run.")
+            except LabError as exc:
+                verdict = fail(str(exc))
+            except Exception as exc:  # the learner's result could not even be inspected
+                first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+                verdict = fail(f"could not inspect your result ({type(exc).__name__}: {first}).")
+            result = CheckResult(exercise_id, title, verdict.passed, verdict.message)
+            print(result.line())
+            _record(result)
+            return result
+
+        run.exercise_id = exercise_id  # type: ignore[attr-defined]
+        return run
+
+    return wrap

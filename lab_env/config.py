@@ -1,0 +1,132 @@
+"""One settings object for the whole lab, read from LAB_* variables and an optional .env.
+
+Two profiles share every name below:
+
+* ``local`` (default): everything the lab writes lives under ``LAB_HOME``
+  (``./lakehouse``): raw files, the Iceberg warehouse, the SQLite catalog, run outputs.
+* ``compose``: the Docker Compose stack: MinIO (S3), the Iceberg REST catalog, a Spark master.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from lab_env.errors import ConfigError
+
+PROFILES = ("local", "compose")
+
+
+class Settings(BaseSettings):
+    """Every path, endpoint and credential the lab uses. Read with :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LAB_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    profile: Literal["local", "compose"] = "local"
+    home: Path = Path("lakehouse")
+    catalog_name: str = "lake"
+
+    # Spark
+    spark_master: str | None = None  # default: local[2] (local), spark://localhost:7077 (compose)
+    spark_driver_memory: str = "2g"
+    spark_ui: bool = False
+    iceberg_jar: Path | None = None  # override of the jar found in snowpark-connect-deps-iceberg
+    sqlite_jdbc_jar: Path = Path("/usr/share/java/sqlite-jdbc.jar")
+    jni_dir: Path = Path("/usr/lib/x86_64-linux-gnu/jni")
+
+    # compose profile: MinIO and the Iceberg REST catalog
+    s3_endpoint: str = "http://localhost:9000"
+    s3_access_key: str = "minioadmin"
+    s3_secret_key: SecretStr = SecretStr("minioadmin")
+    s3_region: str = "us-east-1"
+    bucket: str = "lakehouse"
+    rest_uri: str = "http://localhost:8181"
+
+    # the market-data source (CoinCap-style REST API); None means the bundled replay server
+    coincap_url: str | None = None
+    coincap_api_key: SecretStr | None = Field(default=None, repr=False)
+    coincap_connect_timeout_s: float = 5.0
+    coincap_timeout_s: float = 30.0  # read timeout of one request
+    coincap_max_tries: int = 5  # tries per request, counting the first
+    coincap_backoff_s: float = 0.5  # first backoff ceiling; doubles per retry (full jitter)
+    coincap_max_wait_s: float = 30.0  # cap on one wait, Retry-After included
+
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _known_profile(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() not in PROFILES:
+            raise ValueError(
+                f"unknown profile {value!r}; set LAB_PROFILE to one of {', '.join(PROFILES)}"
+            )
+        return value.strip().lower() if isinstance(value, str) else value
+
+    # ----- derived locations (never set directly, so they cannot disagree) -----
+
+    @property
+    def lab_home(self) -> Path:
+        """``LAB_HOME`` as an absolute path."""
+        return self.home.expanduser().resolve()
+
+    @property
+    def is_local(self) -> bool:
+        return self.profile == "local"
+
+    @property
+    def warehouse_uri(self) -> str:
+        """Where Iceberg writes table data and metadata."""
+        if self.is_local:
+            return (self.lab_home / "warehouse").as_uri()
+        return f"s3://{self.bucket}/warehouse"
+
+    @property
+    def catalog_db(self) -> Path:
+        """The SQLite file that holds the local Iceberg catalog."""
+        return self.lab_home / "catalog.db"
+
+    @property
+    def raw_root(self) -> str:
+        """Root of the raw (bronze) file area: a folder, or ``bucket/raw`` on S3."""
+        if self.is_local:
+            return str(self.lab_home / "raw")
+        return f"{self.bucket}/raw"
+
+    @property
+    def runs_dir(self) -> Path:
+        """Executed notebooks and run summaries (always on the machine that runs them)."""
+        return self.lab_home / "runs"
+
+    @property
+    def spark_master_url(self) -> str:
+        if self.spark_master:
+            return self.spark_master
+        return "local[2]" if self.is_local else "spark://localhost:7077"
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and ``overrides``), or raise a one-line ConfigError."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(part) for part in first["loc"]) or "settings"
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(
+            f"Invalid setting LAB_{field.upper()}: {message}.",
+            "correct it in your environment or .env (see .env.example).",
+        ) from None
+
+
+@functools.cache
+def get_settings() -> Settings:
+    """The process's settings, read once. Tests call ``get_settings.cache_clear()``."""
+    return load_settings()

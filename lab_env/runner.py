@@ -1,0 +1,329 @@
+"""Run the solution notebooks as production jobs with papermill: ``lab run``.
+
+Each run gets an id and a folder, ``LAB_HOME/runs/<dates>/<run_id>/``, holding every
+executed notebook, so a failed step can be opened and read cell by cell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lab_env.config import Settings, get_settings
+from lab_env.errors import LabError
+
+if TYPE_CHECKING:
+    import nbformat
+
+REPO = Path(__file__).resolve().parents[1]
+SOLUTIONS = REPO / "solutions"
+SAMPLE_START = dt.date(2025, 1, 1)
+SAMPLE_END = dt.date(2025, 3, 31)
+KERNEL = "python3"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One production step: a layer and the solution notebook that builds it."""
+
+    name: str
+    notebook: Path
+
+
+STEPS: tuple[Step, ...] = (
+    Step("bronze", SOLUTIONS / "02_bronze.ipynb"),
+    Step("silver", SOLUTIONS / "03_silver.ipynb"),
+    Step("gold", SOLUTIONS / "04_gold.ipynb"),
+)
+
+
+class StepFailed(LabError):
+    """A notebook raised: names the notebook, the cell and the executed copy to open."""
+
+    def __init__(self, notebook: Path, output: Path, cell: int | None, error: str) -> None:
+        where = f"cell {cell}" if cell is not None else "a cell"
+        super().__init__(
+            f"{notebook.name} failed at {where}: {error}.",
+            f"open the executed copy {output} to see the cell and its traceback.",
+        )
+        self.notebook = notebook
+        self.output = output
+        self.cell = cell
+        self.error = error
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id such as ``20260123T101500Z-3f9a1c``."""
+    return f"{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}"
+
+
+def notebook_parameters(notebook: Path) -> dict[str, object]:
+    """The names and defaults of the notebook's ``parameters`` cell."""
+    import papermill
+
+    params = papermill.inspect_notebook(str(notebook))
+    return {name: spec["default"] for name, spec in params.items()}
+
+
+def execute_notebook(
+    notebook: Path,
+    output: Path,
+    parameters: dict[str, object] | None = None,
+    *,
+    allow_errors: bool = False,
+    cwd: Path | None = None,
+) -> nbformat.NotebookNode:
+    """Execute ``notebook`` with papermill, save the executed copy at ``output`` and return it.
+
+    Parameters the notebook does not declare are left out, so one set of run parameters
+    can be passed to every step. On an error, raise :class:`StepFailed` (unless
+    ``allow_errors``) naming the failing cell and the executed copy.
+    """
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    declared = notebook_parameters(notebook)
+    params = {k: v for k, v in (parameters or {}).items() if k in declared}
+    output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return papermill.execute_notebook(
+            str(notebook),
+            str(output),
+            parameters=params,
+            kernel_name=KERNEL,
+            cwd=str(cwd or notebook.parent),
+            progress_bar=False,
+            log_output=False,
+            request_save_on_cell_execute=True,
+            **({"allow_errors": True} if allow_errors else {}),
+        )
+    except PapermillExecutionError as exc:
+        if allow_errors:
+            import nbformat
+
+            return nbformat.read(str(output), as_version=4)
+        raise StepFailed(notebook, output, exc.exec_count, f"{exc.ename}: {exc.evalue}") from None
+
+
+@dataclass
+class TableChange:
+    """What one step did to one Iceberg table, read from the snapshots it committed."""
+
+    table: str
+    snapshots: int
+    added_records: int
+    deleted_records: int
+    total_records: int
+
+
+@dataclass
+class StepResult:
+    name: str
+    notebook: str
+    output: str
+    seconds: float
+    ok: bool
+    tables: list[TableChange] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    start: str
+    end: str
+    full_refresh: bool
+    folder: str
+    steps: list[StepResult] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(step.ok for step in self.steps)
+
+
+def _snapshot_ids(settings: Settings) -> dict[str, set[int]]:
+    """Every table's snapshot ids, to tell afterwards which commits a step made."""
+    from lab_env.catalog import get_catalog
+
+    catalog = get_catalog(settings)
+    seen: dict[str, set[int]] = {}
+    for (namespace,) in catalog.list_namespaces():
+        for ident in catalog.list_tables(namespace):
+            name = ".".join(ident)
+            seen[name] = {s.snapshot_id for s in catalog.load_table(name).snapshots()}
+    return seen
+
+
+def _changes(settings: Settings, before: dict[str, set[int]]) -> list[TableChange]:
+    from lab_env.catalog import get_catalog
+
+    catalog = get_catalog(settings)
+    changes = []
+    for name in sorted(_snapshot_ids(settings)):
+        table = catalog.load_table(name)
+        new = [s for s in table.snapshots() if s.snapshot_id not in before.get(name, set())]
+        if not new:
+            continue
+        summaries = [s.summary.additional_properties if s.summary else {} for s in new]
+        current = table.current_snapshot()
+        total = current.summary.get("total-records") if current and current.summary else None
+        changes.append(
+            TableChange(
+                table=name,
+                snapshots=len(new),
+                added_records=sum(int(s.get("added-records", 0)) for s in summaries),
+                deleted_records=sum(int(s.get("deleted-records", 0)) for s in summaries),
+                total_records=int(total or 0),
+            )
+        )
+    return changes
+
+
+@contextlib.contextmanager
+def source_endpoint(settings: Settings) -> Iterator[None]:
+    """Point notebook kernels at the live API when configured, else at a replay server."""
+    if settings.coincap_url:
+        yield
+        return
+    from lab_env.replay import replay_server
+
+    with replay_server() as url:
+        previous = os.environ.get("LAB_COINCAP_URL")
+        os.environ["LAB_COINCAP_URL"] = url
+        try:
+            yield
+        finally:
+            if previous is None:
+                os.environ.pop("LAB_COINCAP_URL", None)
+            else:
+                os.environ["LAB_COINCAP_URL"] = previous
+
+
+def run_pipeline(
+    start: dt.date,
+    end: dt.date,
+    *,
+    full_refresh: bool = False,
+    steps: Sequence[Step] | None = None,
+    run_id: str | None = None,
+    echo: bool = True,
+) -> RunSummary:
+    """Run ``steps`` (default: bronze, silver, gold) for ``start``..``end``; stop at a failure."""
+    if end < start:
+        raise LabError(f"The range {start}..{end} ends before it starts.", "swap --start and --end.")
+    settings = get_settings()
+    run_id = run_id or new_run_id()
+    dates = f"{start}" if start == end else f"{start}_{end}"
+    folder = settings.runs_dir / dates / run_id
+    summary = RunSummary(run_id, str(start), str(end), full_refresh, str(folder))
+    params = {
+        "start_date": str(start),
+        "end_date": str(end),
+        "run_id": run_id,
+        "full_refresh": full_refresh,
+    }
+    chosen = list(steps or STEPS)
+    console = _console() if echo else None
+    if console:
+        console.print(f"[bold]lab run[/bold] {start} .. {end}  run_id={run_id}"
+                      f"{'  (full refresh)' if full_refresh else ''}")
+    with source_endpoint(settings):
+        for index, step in enumerate(chosen, start=1):
+            if console:
+                console.print(f"[{index}/{len(chosen)}] {step.name}: {step.notebook.name} ...")
+            before = _snapshot_ids(settings)
+            output = folder / step.notebook.name
+            began = time.perf_counter()
+            try:
+                execute_notebook(step.notebook, output, params)
+            except StepFailed as exc:
+                summary.steps.append(
+                    StepResult(step.name, step.notebook.name, str(output),
+                               time.perf_counter() - began, False, _changes(settings, before),
+                               str(exc))
+                )
+                if console:
+                    console.print(f"[red]  failed[/red]: {exc}")
+                    skipped = [s.name for s in chosen[index:]]
+                    if skipped:
+                        console.print(f"  not run (depend on {step.name}): {', '.join(skipped)}")
+                break
+            result = StepResult(step.name, step.notebook.name, str(output),
+                                time.perf_counter() - began, True, _changes(settings, before))
+            summary.steps.append(result)
+            if console:
+                console.print(f"  done in {result.seconds:.1f}s")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
+    return summary
+
+
+def render_summary(summary: RunSummary) -> None:
+    """Print the closing summary: time per step, tables touched, rows in and out."""
+    from rich.table import Table
+
+    console = _console()
+    steps = Table(title=f"Run {summary.run_id} ({summary.start} .. {summary.end})")
+    for column in ("step", "status", "seconds", "executed notebook"):
+        steps.add_column(column)
+    for step in summary.steps:
+        steps.add_row(step.name, "ok" if step.ok else "[red]FAILED[/red]",
+                      f"{step.seconds:.1f}", step.output)
+    console.print(steps)
+    tables = Table(title="Tables touched")
+    for column in ("step", "table", "commits", "rows added", "rows removed", "rows now"):
+        tables.add_column(column, justify="right" if column.startswith(("rows", "commits")) else "left")
+    for step in summary.steps:
+        for change in step.tables:
+            tables.add_row(step.name, change.table, str(change.snapshots),
+                           f"{change.added_records:,}", f"{change.deleted_records:,}",
+                           f"{change.total_records:,}")
+    if tables.row_count:
+        console.print(tables)
+    console.print("[green]Run complete.[/green]" if summary.ok else
+                  f"[red]Run failed.[/red] {summary.steps[-1].error}")
+
+
+def _console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-03-31") from None
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    if args.start is None and args.end is None:
+        start, end = SAMPLE_START, SAMPLE_END
+    else:  # one date given: run just that date
+        start, end = args.start or args.end, args.end or args.start
+    steps = [s for s in STEPS if not args.steps or s.name in args.steps]
+    summary = run_pipeline(start, end, full_refresh=args.full_refresh, steps=steps)
+    render_summary(summary)
+    return 0 if summary.ok else 1
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = subparsers.add_parser(
+        "run", help="run bronze -> silver -> gold for a date range (default: the sample range)"
+    )
+    parser.add_argument("--start", type=_date, help="first logical date, YYYY-MM-DD")
+    parser.add_argument("--end", type=_date, help="last logical date, YYYY-MM-DD (inclusive)")
+    parser.add_argument("--full-refresh", action="store_true", help="rebuild silver and gold")
+    parser.add_argument("--steps", nargs="+", choices=[s.name for s in STEPS],
+                        help="run only these steps (default: all)")
+    parser.set_defaults(handler=_cmd_run)

@@ -1,0 +1,146 @@
+"""The process's one SparkSession, with the Iceberg catalog registered as ``lake``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from typing import TYPE_CHECKING
+
+from lab_env import jars
+from lab_env.config import Settings, get_settings
+from lab_env.errors import LabError
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """Every Spark setting the lab uses, as plain strings (also handy to print in a lesson)."""
+    cat = f"spark.sql.catalog.{settings.catalog_name}"
+    conf: dict[str, str] = {
+        "spark.sql.extensions": (
+            "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+        ),
+        "spark.sql.defaultCatalog": settings.catalog_name,
+        cat: "org.apache.iceberg.spark.SparkCatalog",
+        f"{cat}.warehouse": settings.warehouse_uri,
+        # Small data on a laptop: a few shuffle partitions instead of 200.
+        "spark.sql.shuffle.partitions": "4",
+        "spark.default.parallelism": "4",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.enabled": str(settings.spark_ui).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+    }
+    local_jars: list[str] = []
+    packages: list[str] = []
+    for choice in (jars.iceberg_jar(settings),) + (
+        (jars.sqlite_jdbc_jar(settings),) if settings.is_local else ()
+    ):
+        if choice.path is not None:
+            local_jars.append(str(choice.path))
+        else:
+            packages.append(choice.maven)
+    if settings.is_local:
+        conf |= {
+            f"{cat}.type": "jdbc",
+            f"{cat}.uri": f"jdbc:sqlite:{settings.catalog_db}?busy_timeout=30000",
+            # pyiceberg's SqlCatalog reads and writes the same tables with the same layout.
+            f"{cat}.jdbc.schema-version": "V1",
+            # pyiceberg creates the catalog tables (get_catalog); Iceberg's own check leaves a
+            # SQLite cursor open that pins Spark's connection to an old snapshot of the catalog.
+            f"{cat}.jdbc.init-catalog-tables": "false",
+            # pyiceberg commits to the same tables: load fresh metadata instead of caching it.
+            f"{cat}.cache-enabled": "false",
+            "spark.driver.extraLibraryPath": str(settings.jni_dir),
+            "spark.sql.warehouse.dir": str(settings.lab_home / "spark-warehouse"),
+            "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.lab_home / 'derby'}",
+        }
+    else:
+        conf |= {
+            f"{cat}.type": "rest",
+            f"{cat}.uri": settings.rest_uri,
+            f"{cat}.io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
+            f"{cat}.s3.endpoint": settings.s3_endpoint,
+            f"{cat}.s3.path-style-access": "true",
+            f"{cat}.s3.access-key-id": settings.s3_access_key,
+            f"{cat}.s3.secret-access-key": settings.s3_secret_key.get_secret_value(),
+            f"{cat}.client.region": settings.s3_region,
+            "spark.hadoop.fs.s3a.endpoint": settings.s3_endpoint,
+            "spark.hadoop.fs.s3a.path.style.access": "true",
+            "spark.hadoop.fs.s3a.access.key": settings.s3_access_key,
+            "spark.hadoop.fs.s3a.secret.key": settings.s3_secret_key.get_secret_value(),
+        }
+    if local_jars:
+        conf["spark.jars"] = ",".join(local_jars)
+    if packages:
+        conf["spark.jars.packages"] = ",".join(packages)
+    return conf
+
+
+def check_java() -> str:
+    """Return ``java``'s path, or raise a LabError that says how to install Java 17."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = shutil.which("java", path=f"{java_home}/bin") if java_home else shutil.which("java")
+    if java is None:
+        raise LabError(
+            "Java was not found; Spark needs Java 17.",
+            "sudo apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME).",
+        )
+    return java
+
+
+def get_spark(settings: Settings | None = None) -> SparkSession:
+    """The process's SparkSession; the first call starts it, later calls return the same one."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    settings = settings or get_settings()
+    check_java()
+    if settings.is_local:
+        from lab_env.catalog import get_catalog
+
+        get_catalog(settings)  # WAL mode and the catalog tables, before Spark connects
+    builder = SparkSession.builder.appName("lakehouse-lab").master(settings.spark_master_url)
+    for key, value in spark_conf(settings).items():
+        builder = builder.config(key, value)
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:  # py4j and JVM start-up errors are walls of text
+        raise LabError(
+            f"Spark could not start ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).",
+            "run `lab doctor` to see which piece is missing.",
+        ) from exc
+    session.sparkContext.setLogLevel("WARN")
+    log.info("Spark %s started, catalog %r", session.version, settings.catalog_name)
+    return session
+
+
+def stop_spark() -> None:
+    """Stop the process's SparkSession, if one is running."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()
+
+
+def refresh_catalog(session: SparkSession | None = None) -> None:
+    """Let a running session see tables that another engine (pyiceberg, DuckDB) created since.
+
+    Iceberg 1.9's JDBC catalog keeps a metadata cursor open on SQLite, so its connection can
+    miss tables created by other connections. Resetting Spark's catalog manager opens a fresh
+    catalog; data committed to tables Spark already knows is seen without this.
+    """
+    from pyspark.sql import SparkSession
+
+    session = session or SparkSession.getActiveSession()
+    if session is not None:
+        session._jsparkSession.sessionState().catalogManager().reset()

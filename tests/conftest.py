@@ -1,0 +1,61 @@
+"""Shared fixtures: a real LAB_HOME in a temp folder, one real Spark session, a real catalog.
+
+Spark binds its Iceberg catalog when it starts, so the whole test session shares one
+LAB_HOME (``lab_home``); tests that need isolation use their own table names or
+``fresh_settings`` (a new LAB_HOME without Spark).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab_env.config import Settings, get_settings, load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def lab_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test runs against a LAB_HOME of its own session, never ./lakehouse."""
+    home = tmp_path_factory.mktemp("lakehouse")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LAB_HOME", str(home))
+    mp.setenv("LAB_PROFILE", "local")
+    mp.delenv("LAB_COINCAP_API_KEY", raising=False)
+    mp.delenv("LAB_COINCAP_URL", raising=False)
+    get_settings.cache_clear()
+    yield home
+    mp.undo()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def fresh_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings over a LAB_HOME of this test alone (for tests that do not start Spark)."""
+    monkeypatch.setenv("LAB_HOME", str(tmp_path / "lakehouse"))
+    get_settings.cache_clear()
+    yield load_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def spark(lab_home: Path):  # type: ignore[no-untyped-def]
+    """The one local Spark session of the test run, with the `lake` Iceberg catalog."""
+    from lab_env.spark import get_spark, stop_spark
+
+    session = get_spark()
+    yield session
+    stop_spark()
+
+
+@pytest.fixture(scope="session")
+def catalog(lab_home: Path):  # type: ignore[no-untyped-def]
+    """The pyiceberg catalog over the session's LAB_HOME, with bronze/silver/gold created."""
+    from lab_env.catalog import ensure_namespaces, get_catalog
+
+    cat = get_catalog()
+    ensure_namespaces(cat)
+    return cat

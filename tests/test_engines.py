@@ -1,0 +1,58 @@
+"""Spark and pyiceberg see one catalog: each reads what the other wrote."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+
+import pyarrow as pa
+import pytest
+
+from lab_env.spark import get_spark, refresh_catalog
+
+pytestmark = pytest.mark.spark
+
+
+def test_second_call_returns_the_same_session(spark) -> None:  # type: ignore[no-untyped-def]
+    assert get_spark() is spark
+    assert spark.conf.get("spark.sql.defaultCatalog") == "lake"
+
+
+def test_pyiceberg_reads_what_spark_wrote(spark, catalog) -> None:  # type: ignore[no-untyped-def]
+    spark.sql("DROP TABLE IF EXISTS silver.engines_from_spark")
+    spark.sql(
+        "CREATE TABLE silver.engines_from_spark (id STRING, price DECIMAL(38,18), seen TIMESTAMP)"
+        " USING iceberg PARTITIONED BY (days(seen))"
+    )
+    spark.sql(
+        "INSERT INTO silver.engines_from_spark VALUES"
+        " ('bitcoin', 97000.123456789012345678, TIMESTAMP '2025-01-01 10:00:00'),"
+        " ('ethereum', 3400.5, TIMESTAMP '2025-01-02 11:00:00')"
+    )
+    table = catalog.load_table("silver.engines_from_spark").scan().to_arrow().sort_by("id")
+    assert table.column("id").to_pylist() == ["bitcoin", "ethereum"]
+    assert table.column("price")[0].as_py() == decimal.Decimal("97000.123456789012345678")
+    duck = catalog.load_table("silver.engines_from_spark").scan().to_duckdb("t")
+    assert duck.sql("SELECT count(*) FROM t").fetchall() == [(2,)]
+
+
+def test_spark_reads_what_pyiceberg_wrote(spark, catalog) -> None:  # type: ignore[no-untyped-def]
+    name = "bronze.engines_from_pyiceberg"
+    if catalog.table_exists(name):
+        catalog.drop_table(name)
+    data = pa.table(
+        {
+            "id": pa.array(["solana", "tether"]),
+            "rank": pa.array([5, 3], pa.int32()),
+            "seen": pa.array([dt.datetime(2025, 1, 1, 0, 0), dt.datetime(2025, 1, 1, 1, 0)],
+                             pa.timestamp("us")),
+        }
+    )
+    table = catalog.create_table(name, schema=data.schema)
+    table.append(data)
+    refresh_catalog(spark)  # a table created after Spark started (see refresh_catalog)
+    rows = spark.sql(f"SELECT id, rank FROM {name} ORDER BY rank").collect()
+    assert [(r.id, r.rank) for r in rows] == [("tether", 3), ("solana", 5)]
+    # and the snapshot pyiceberg committed is visible in Spark's metadata tables
+    snaps = spark.sql(f"SELECT operation FROM {name}.snapshots").collect()
+    assert [s.operation for s in snaps] == ["append"]
