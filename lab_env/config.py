@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     coincap_backoff_s: float = 0.5  # first backoff ceiling; doubles per retry (full jitter)
     coincap_max_wait_s: float = 30.0  # cap on one wait, Retry-After included
 
+    # production runs: where a failed task's alert goes besides the log (a Slack-style webhook)
+    alert_webhook_url: str | None = None
+
     @field_validator("profile", mode="before")
     @classmethod
     def _known_profile(cls, value: object) -> object:

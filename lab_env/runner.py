@@ -188,6 +188,49 @@ def _changes(settings: Settings, before: dict[str, set[int]]) -> list[TableChang
     return changes
 
 
+def run_parameters(
+    start: dt.date, end: dt.date, run_id: str, full_refresh: bool = False
+) -> dict[str, object]:
+    """The papermill parameters every step receives (each notebook takes those it declares)."""
+    return {
+        "start_date": start.isoformat(),
+        "end_date": end.isoformat(),
+        "run_id": run_id,
+        "full_refresh": full_refresh,
+    }
+
+
+def run_folder(settings: Settings, start: dt.date, end: dt.date, run_id: str) -> Path:
+    """Where a run keeps its executed notebooks: ``runs/<date or range>/<run_id>/``."""
+    dates = f"{start}" if start == end else f"{start}_{end}"
+    return settings.runs_dir / dates / run_id.replace(":", "-").replace("+", "-")
+
+
+def run_step(
+    step: Step, params: dict[str, object], folder: Path, settings: Settings | None = None
+) -> StepResult:
+    """Execute one step's notebook into ``folder`` and report what it did to the tables."""
+    settings = settings or get_settings()
+    before = _snapshot_ids(settings)
+    output = folder / step.notebook.name
+    began = time.perf_counter()
+    error = ""
+    try:
+        execute_notebook(step.notebook, output, params)
+    except StepFailed as exc:
+        error = str(exc)
+    return StepResult(step.name, step.notebook.name, str(output), time.perf_counter() - began,
+                      not error, _changes(settings, before), error)
+
+
+def step_named(name: str) -> Step:
+    """The production step called ``name`` (bronze, silver, gold)."""
+    for step in STEPS:
+        if step.name == name:
+            return step
+    raise LabError(f"No step named {name!r}.", f"use one of {', '.join(s.name for s in STEPS)}.")
+
+
 @contextlib.contextmanager
 def source_endpoint(settings: Settings) -> Iterator[None]:
     """Point notebook kernels at the live API when configured, else at a replay server."""
@@ -222,15 +265,9 @@ def run_pipeline(
         raise LabError(f"The range {start}..{end} ends before it starts.", "swap --start and --end.")
     settings = get_settings()
     run_id = run_id or new_run_id()
-    dates = f"{start}" if start == end else f"{start}_{end}"
-    folder = settings.runs_dir / dates / run_id
+    folder = run_folder(settings, start, end, run_id)
     summary = RunSummary(run_id, str(start), str(end), full_refresh, str(folder))
-    params = {
-        "start_date": str(start),
-        "end_date": str(end),
-        "run_id": run_id,
-        "full_refresh": full_refresh,
-    }
+    params = run_parameters(start, end, run_id, full_refresh)
     chosen = list(steps or STEPS)
     console = _console() if echo else None
     if console:
@@ -240,28 +277,17 @@ def run_pipeline(
         for index, step in enumerate(chosen, start=1):
             if console:
                 console.print(f"[{index}/{len(chosen)}] {step.name}: {step.notebook.name} ...")
-            before = _snapshot_ids(settings)
-            output = folder / step.notebook.name
-            began = time.perf_counter()
-            try:
-                execute_notebook(step.notebook, output, params)
-            except StepFailed as exc:
-                summary.steps.append(
-                    StepResult(step.name, step.notebook.name, str(output),
-                               time.perf_counter() - began, False, _changes(settings, before),
-                               str(exc))
-                )
+            result = run_step(step, params, folder, settings)
+            summary.steps.append(result)
+            if console and result.ok:
+                console.print(f"  done in {result.seconds:.1f}s")
+            if not result.ok:
                 if console:
-                    console.print(f"[red]  failed[/red]: {exc}")
+                    console.print(f"[red]  failed[/red]: {result.error}")
                     skipped = [s.name for s in chosen[index:]]
                     if skipped:
                         console.print(f"  not run (depend on {step.name}): {', '.join(skipped)}")
                 break
-            result = StepResult(step.name, step.notebook.name, str(output),
-                                time.perf_counter() - began, True, _changes(settings, before))
-            summary.steps.append(result)
-            if console:
-                console.print(f"  done in {result.seconds:.1f}s")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
     return summary

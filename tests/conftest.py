@@ -7,6 +7,8 @@ LAB_HOME (``lab_home``); tests that need isolation use their own table names or
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,11 @@ import pytest
 from lab_env.config import Settings, get_settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
+
+# Airflow reads its configuration on first import: give the test run its own home first.
+os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="lab-airflow-")
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 
 
 @pytest.fixture(scope="session", autouse=True)

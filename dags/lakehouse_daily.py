@@ -1,0 +1,128 @@
+"""
+### Lakehouse daily: bronze -> silver -> gold for the run's logical date
+
+Runs the lab's solution notebooks as production jobs with papermill, one task per layer, for
+the **logical date** of the DAG run (the day whose data is processed, not the day the run
+happens). Each executed notebook is kept under `LAB_HOME/runs/<date>/<run_id>/`.
+
+- Retries with exponential backoff and an execution timeout on every task.
+- A failed task raises an alert: a log line always, a webhook post when
+  `LAB_ALERT_WEBHOOK_URL` is set.
+- `bronze_landed` waits until the day's bronze files exist before silver reads them.
+- Params (trigger with config): `start_date`/`end_date` to run a range in one go,
+  `full_refresh` to rebuild silver and gold.
+
+Backfill a range: `airflow backfill create --dag-id lakehouse_daily --from-date 2025-01-01
+--to-date 2025-01-31`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import Asset, Param, dag, task
+
+BRONZE = Asset("lakehouse://bronze/coincap")
+SILVER = Asset("lakehouse://silver/asset_prices")
+GOLD = Asset("lakehouse://gold/fct_asset_daily")
+
+
+def _alert(context: dict[str, Any]) -> None:
+    from lab_env.alerts import task_failure_alert
+
+    task_failure_alert(context)
+
+
+def _window(context: dict[str, Any]) -> tuple[dt.date, dt.date]:
+    """The dates a run processes: the params' range if given, else the logical date."""
+    params = context["params"]
+    logical = context["logical_date"].date() if context.get("logical_date") else None
+    start = params.get("start_date") or (logical.isoformat() if logical else None)
+    end = params.get("end_date") or start
+    if start is None:
+        raise ValueError("No logical date and no start_date param: pass start_date in the config.")
+    return dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+
+
+def _run_layer(name: str, context: dict[str, Any]) -> dict[str, Any]:
+    """Execute one layer's notebook for this run and return what it did."""
+    from lab_env.config import get_settings
+    from lab_env.errors import LabError
+    from lab_env.runner import run_folder, run_parameters, run_step, source_endpoint, step_named
+
+    settings = get_settings()
+    start, end = _window(context)
+    run_id = context["run_id"]
+    params = run_parameters(start, end, run_id, bool(context["params"].get("full_refresh")))
+    folder = run_folder(settings, start, end, run_id)
+    with source_endpoint(settings):
+        result = run_step(step_named(name), params, folder, settings)
+    if not result.ok:
+        raise LabError(result.error)
+    return {
+        "seconds": round(result.seconds, 1),
+        "notebook": result.output,
+        "tables": {c.table: c.added_records for c in result.tables},
+    }
+
+
+DEFAULT_ARGS = {
+    "owner": "lakehouse-lab",
+    "retries": 2,
+    "retry_delay": dt.timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": dt.timedelta(minutes=10),
+    "execution_timeout": dt.timedelta(minutes=30),
+    "on_failure_callback": _alert,
+}
+
+
+@dag(
+    dag_id="lakehouse_daily",
+    schedule="@daily",
+    start_date=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+    end_date=dt.datetime(2025, 3, 31, tzinfo=dt.UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    doc_md=__doc__,
+    tags=["lakehouse", "production"],
+    params={
+        "start_date": Param(None, type=["null", "string"], format="date",
+                            description="first date to process (default: the logical date)"),
+        "end_date": Param(None, type=["null", "string"], format="date",
+                          description="last date to process, inclusive (default: start_date)"),
+        "full_refresh": Param(False, type="boolean", description="rebuild silver and gold"),
+    },
+)
+def lakehouse_daily() -> None:
+    @task(outlets=[BRONZE])
+    def bronze(**context: Any) -> dict[str, Any]:
+        """Fetch the day's API responses into immutable bronze files."""
+        return _run_layer("bronze", context)
+
+    @task.sensor(poke_interval=10, timeout=600, mode="reschedule")
+    def bronze_landed(**context: Any) -> bool:
+        """Wait until every day of the window has its bronze asset-list file."""
+        from lab_env.storage import get_store
+
+        start, end = _window(context)
+        store = get_store()
+        days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
+        return all(store.list(f"bronze/coincap/assets/ingest_date={day}") for day in days)
+
+    @task(outlets=[SILVER])
+    def silver(**context: Any) -> dict[str, Any]:
+        """Type, deduplicate and upsert the day's bronze into silver Iceberg tables."""
+        return _run_layer("silver", context)
+
+    @task(outlets=[GOLD])
+    def gold(**context: Any) -> dict[str, Any]:
+        """Recompute the gold marts for the days the run touched."""
+        return _run_layer("gold", context)
+
+    bronze() >> bronze_landed() >> silver() >> gold()
+
+
+lakehouse_daily()

@@ -1,0 +1,89 @@
+"""The papermill runner behind `lab run` and the DAG, on small real notebooks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from lab_env.runner import (
+    Step,
+    StepFailed,
+    execute_notebook,
+    render_summary,
+    run_pipeline,
+)
+
+pytestmark = pytest.mark.notebook
+
+
+def make_notebook(path: Path, *body: str) -> Path:
+    """A notebook with a `parameters` cell (start_date, end_date, run_id) and ``body`` cells."""
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell(
+        'start_date = "2025-01-01"\nend_date = "2025-01-01"\nrun_id = "manual"'
+    )
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# test"), params]
+    nb.cells += [nbformat.v4.new_code_cell(src) for src in body]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_parameters_reach_the_notebook_and_unknown_ones_are_dropped(tmp_path: Path) -> None:
+    nb = make_notebook(tmp_path / "step.ipynb", "print(start_date, end_date, run_id)")
+    out = execute_notebook(nb, tmp_path / "out" / "step.ipynb",
+                           {"start_date": "2025-02-01", "end_date": "2025-02-03",
+                            "run_id": "r1", "full_refresh": True})
+    printed = "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
+    assert "2025-02-01 2025-02-03 r1" in printed
+    assert (tmp_path / "out" / "step.ipynb").is_file()
+    assert "full_refresh" not in json.dumps(out.cells[2].source)
+
+
+def test_a_failing_cell_is_named_with_the_executed_copy(tmp_path: Path) -> None:
+    nb = make_notebook(tmp_path / "bad.ipynb", "x = 1", "raise ValueError('no prices for 2025-02-30')")
+    with pytest.raises(StepFailed) as info:
+        execute_notebook(nb, tmp_path / "runs" / "bad.ipynb")
+    message = str(info.value)
+    assert "bad.ipynb failed at cell" in message
+    assert "ValueError: no prices for 2025-02-30" in message
+    assert str(tmp_path / "runs" / "bad.ipynb") in message
+    assert "\n" not in message
+
+
+def test_pipeline_stops_at_a_failure_and_keeps_every_executed_copy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LAB_COINCAP_URL", "http://127.0.0.1:9/v3")  # no replay server needed
+    from lab_env.config import get_settings
+
+    get_settings.cache_clear()
+    steps = [
+        Step("first", make_notebook(tmp_path / "01.ipynb", "print('first ran')")),
+        Step("second", make_notebook(tmp_path / "02.ipynb", "1 / 0")),
+        Step("third", make_notebook(tmp_path / "03.ipynb", "print('third ran')")),
+    ]
+    summary = run_pipeline(dt.date(2025, 1, 1), dt.date(2025, 1, 2), steps=steps, run_id="t-1")
+    get_settings.cache_clear()
+    assert [s.name for s in summary.steps] == ["first", "second"]
+    assert summary.steps[0].ok and not summary.steps[1].ok
+    assert "ZeroDivisionError" in summary.steps[1].error
+    folder = Path(summary.folder)
+    assert folder.name == "t-1" and folder.parent.name == "2025-01-01_2025-01-02"
+    assert {p.name for p in folder.iterdir()} == {"01.ipynb", "02.ipynb", "summary.json"}
+    out = capsys.readouterr().out
+    assert "not run (depend on second): third" in out
+    render_summary(summary)
+    assert "Run failed." in capsys.readouterr().out
+
+
+def test_a_range_that_ends_before_it_starts_is_refused() -> None:
+    from lab_env.errors import LabError
+
+    with pytest.raises(LabError, match="swap --start and --end"):
+        run_pipeline(dt.date(2025, 2, 1), dt.date(2025, 1, 1), steps=[])
