@@ -37,7 +37,9 @@ class Settings(BaseSettings):
     catalog_name: str = "lake"
 
     # Spark
-    spark_master: str | None = None  # default: local[2] (local), spark://localhost:7077 (compose)
+    # local[2] on the host in both profiles: executors in Docker cannot reach a driver outside
+    # it; the compose containers set spark://spark-master:7077 themselves.
+    spark_master: str = "local[2]"
     spark_driver_memory: str = "2g"
     spark_ui: bool = False
     iceberg_jar: Path | None = None  # override of the jar found in snowpark-connect-deps-iceberg
@@ -107,12 +109,6 @@ class Settings(BaseSettings):
     def runs_dir(self) -> Path:
         """Executed notebooks and run summaries (always on the machine that runs them)."""
         return self.lab_home / "runs"
-
-    @property
-    def spark_master_url(self) -> str:
-        if self.spark_master:
-            return self.spark_master
-        return "local[2]" if self.is_local else "spark://localhost:7077"
 
 
 def load_settings(**overrides: object) -> Settings:

@@ -108,7 +108,7 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
         from lab_env.catalog import get_catalog
 
         get_catalog(settings)  # WAL mode and the catalog tables, before Spark connects
-    builder = SparkSession.builder.appName("lakehouse-lab").master(settings.spark_master_url)
+    builder = SparkSession.builder.appName("lakehouse-lab").master(settings.spark_master)
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
     try:

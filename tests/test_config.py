@@ -20,7 +20,7 @@ def test_local_profile_keeps_everything_under_lab_home(fresh_settings: Settings)
     assert fresh_settings.warehouse_uri == (home / "warehouse").as_uri()
     assert Path(fresh_settings.raw_root).parent == home
     assert fresh_settings.runs_dir.parent == home
-    assert fresh_settings.spark_master_url == "local[2]"
+    assert fresh_settings.spark_master == "local[2]"
 
 
 def test_two_homes_never_share_a_path(tmp_path: Path) -> None:
@@ -62,7 +62,7 @@ def test_compose_profile_points_every_engine_at_the_services(
     assert conf["spark.sql.catalog.lake.warehouse"] == "s3://lakehouse/warehouse"
     props = catalog_properties(settings)
     assert props["uri"] == "http://rest:8181" and props["s3.endpoint"] == "http://minio:9000"
-    assert settings.spark_master_url == "spark://localhost:7077"
+    assert settings.spark_master == "local[2]"  # the containers set spark-master themselves
 
 
 def test_secrets_stay_out_of_repr(monkeypatch: pytest.MonkeyPatch) -> None:
