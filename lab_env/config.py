@@ -19,6 +19,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from lab_env.errors import ConfigError
 
 PROFILES = ("local", "compose")
+# The repository's .env, found from any working directory (notebook kernels run in solutions/).
+REPO_ENV_FILE = Path(__file__).resolve().parents[1] / ".env"
 
 
 class Settings(BaseSettings):
@@ -26,7 +28,7 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(
         env_prefix="LAB_",
-        env_file=".env",
+        env_file=(REPO_ENV_FILE, ".env"),  # a .env in the working directory wins
         env_file_encoding="utf-8",
         env_nested_delimiter="__",
         extra="ignore",

@@ -94,6 +94,9 @@ def execute_notebook(
     declared = notebook_parameters(notebook)
     params = {k: v for k, v in (parameters or {}).items() if k in declared}
     output.parent.mkdir(parents=True, exist_ok=True)
+    # The kernel starts in another folder: hand it this process's LAB_HOME as an absolute path.
+    previous_home = os.environ.get("LAB_HOME")
+    os.environ["LAB_HOME"] = str(get_settings().lab_home)
     try:
         return papermill.execute_notebook(
             str(notebook),
@@ -112,6 +115,11 @@ def execute_notebook(
 
             return nbformat.read(str(output), as_version=4)
         raise StepFailed(notebook, output, exc.exec_count, f"{exc.ename}: {exc.evalue}") from None
+    finally:
+        if previous_home is None:
+            os.environ.pop("LAB_HOME", None)
+        else:
+            os.environ["LAB_HOME"] = previous_home
 
 
 @dataclass
