@@ -21,9 +21,10 @@ def send_alert(title: str, details: Mapping[str, Any]) -> bool:
     """
     body = {"text": title, **{k: str(v) for k, v in details.items()}}
     log.error("ALERT %s %s", title, json.dumps(body, sort_keys=True))
-    url = get_settings().alert_webhook_url
-    if not url:
+    secret = get_settings().alert_webhook_url
+    if secret is None:
         return False
+    url = secret.get_secret_value()
     request = urllib.request.Request(
         url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
     )
@@ -31,7 +32,7 @@ def send_alert(title: str, details: Mapping[str, Any]) -> bool:
         with urllib.request.urlopen(request, timeout=10) as response:
             return 200 <= response.status < 300
     except OSError as exc:
-        log.error("alert webhook %s failed: %s", url, exc)
+        log.error("alert webhook failed: %s", exc)  # the URL may hold a token: not logged
         return False
 
 

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     coincap_max_wait_s: float = 30.0  # cap on one wait, Retry-After included
 
     # production runs: where a failed task's alert goes besides the log (a Slack-style webhook)
-    alert_webhook_url: str | None = None
+    alert_webhook_url: SecretStr | None = Field(default=None, repr=False)  # URLs carry tokens
 
     @field_validator("profile", mode="before")
     @classmethod

@@ -131,16 +131,3 @@ def stop_spark() -> None:
     if active is not None:
         active.stop()
 
-
-def refresh_catalog(session: SparkSession | None = None) -> None:
-    """Let a running session see tables that another engine (pyiceberg, DuckDB) created since.
-
-    Iceberg 1.9's JDBC catalog keeps a metadata cursor open on SQLite, so its connection can
-    miss tables created by other connections. Resetting Spark's catalog manager opens a fresh
-    catalog; data committed to tables Spark already knows is seen without this.
-    """
-    from pyspark.sql import SparkSession
-
-    session = session or SparkSession.getActiveSession()
-    if session is not None:
-        session._jsparkSession.sessionState().catalogManager().reset()

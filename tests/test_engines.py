@@ -8,7 +8,7 @@ import decimal
 import pyarrow as pa
 import pytest
 
-from lab_env.spark import get_spark, refresh_catalog
+from lab_env.spark import get_spark
 
 pytestmark = pytest.mark.spark
 
@@ -50,7 +50,6 @@ def test_spark_reads_what_pyiceberg_wrote(spark, catalog) -> None:  # type: igno
     )
     table = catalog.create_table(name, schema=data.schema)
     table.append(data)
-    refresh_catalog(spark)  # a table created after Spark started (see refresh_catalog)
     rows = spark.sql(f"SELECT id, rank FROM {name} ORDER BY rank").collect()
     assert [(r.id, r.rank) for r in rows] == [("tether", 3), ("solana", 5)]
     # and the snapshot pyiceberg committed is visible in Spark's metadata tables
