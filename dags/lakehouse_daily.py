@@ -49,14 +49,14 @@ def _run_layer(name: str, context: dict[str, Any]) -> dict[str, Any]:
     """Execute one layer's notebook for this run and return what it did."""
     from lab_env.config import get_settings
     from lab_env.errors import LabError
-    from lab_env.runner import run_folder, run_parameters, run_step, source_endpoint, step_named
+    from lab_env.runner import kernel_env, run_folder, run_parameters, run_step, step_named
 
     settings = get_settings()
     start, end = _window(context)
     run_id = context["run_id"]
     params = run_parameters(start, end, run_id, bool(context["params"].get("full_refresh")))
     folder = run_folder(settings, start, end, run_id)
-    with source_endpoint(settings):
+    with kernel_env(settings, record_progress=False):
         result = run_step(step_named(name), params, folder, settings)
     if not result.ok:
         raise LabError(result.error)
@@ -89,10 +89,18 @@ DEFAULT_ARGS = {
     doc_md=__doc__,
     tags=["lakehouse", "production"],
     params={
-        "start_date": Param(None, type=["null", "string"], format="date",
-                            description="first date to process (default: the logical date)"),
-        "end_date": Param(None, type=["null", "string"], format="date",
-                          description="last date to process, inclusive (default: start_date)"),
+        "start_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="first date to process (default: the logical date)",
+        ),
+        "end_date": Param(
+            None,
+            type=["null", "string"],
+            format="date",
+            description="last date to process, inclusive (default: start_date)",
+        ),
         "full_refresh": Param(False, type="boolean", description="rebuild silver and gold"),
     },
 )

@@ -50,7 +50,7 @@ def get_catalog(settings: Settings | None = None) -> Catalog:
         where = settings.catalog_db if settings.is_local else settings.rest_uri
         raise LabError(
             f"The Iceberg catalog at {where} could not be opened ({type(exc).__name__}: {exc}).",
-            "run `lab doctor`; for the compose profile start the stack with `docker compose up -d`.",
+            "run `lab doctor` (compose profile: start the stack with `docker compose up -d`).",
         ) from exc
 
 

@@ -12,7 +12,13 @@ from lab_env.errors import LabError
 
 # Each module adds its subcommands with ``register(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = (
-    "lab_env.doctor", "lab_env.runner", "lab_env.exercises", "lab_env.grading",
+    "lab_env.doctor",
+    "lab_env.runner",
+    "lab_env.exercises",
+    "lab_env.grading",
+    "lab_env.ingest",
+    "lab_env.replay",
+    "lab_env.lineage",
 )
 
 

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     coincap_backoff_s: float = 0.5  # first backoff ceiling; doubles per retry (full jitter)
     coincap_max_wait_s: float = 30.0  # cap on one wait, Retry-After included
 
+    # self-checks record results for `lab progress`; production runs turn this off
+    record_progress: bool = True
+
     # production runs: where a failed task's alert goes besides the log (a Slack-style webhook)
     alert_webhook_url: SecretStr | None = Field(default=None, repr=False)  # URLs carry tokens
 

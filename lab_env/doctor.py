@@ -33,7 +33,9 @@ def check_java(settings: Settings) -> Check:
     first = out.splitlines()[0] if out else "no version printed"
     if 'version "17' not in first:
         return Check(
-            "Java 17", False, f"{java} is {first}; Spark 3.5 here is tested with Java 17.",
+            "Java 17",
+            False,
+            f"{java} is {first}; Spark 3.5 here is tested with Java 17.",
             "sudo apt-get install -y openjdk-17-jre-headless and set JAVA_HOME to it.",
         )
     return Check("Java 17", True, f"{java} ({first})")
@@ -49,8 +51,10 @@ def check_iceberg_jar(settings: Settings) -> Check:
         else "run `make setup` (it installs snowpark-connect-deps-iceberg==1.0.1)."
     )
     return Check(
-        "Iceberg Spark runtime", False,
-        f"no jar from {choice.source}; online, Spark would fetch {choice.maven} instead.", fix,
+        "Iceberg Spark runtime",
+        False,
+        f"no jar from {choice.source}; online, Spark would fetch {choice.maven} instead.",
+        fix,
     )
 
 
@@ -60,14 +64,17 @@ def check_sqlite_jdbc(settings: Settings) -> Check:
     choice = jars.sqlite_jdbc_jar(settings)
     if not choice.found:
         return Check(
-            "SQLite JDBC driver", False,
+            "SQLite JDBC driver",
+            False,
             f"{settings.sqlite_jdbc_jar} is missing; online, Spark would fetch {choice.maven}.",
             "sudo apt-get install -y libxerial-sqlite-jdbc-java (or set LAB_SQLITE_JDBC_JAR).",
         )
     native = settings.jni_dir / "libsqlitejdbc.so"
     if not native.is_file():
         return Check(
-            "SQLite JDBC driver", False, f"its native library {native} is missing.",
+            "SQLite JDBC driver",
+            False,
+            f"its native library {native} is missing.",
             "sudo apt-get install -y libxerial-sqlite-jdbc-java (or set LAB_JNI_DIR).",
         )
     return Check("SQLite JDBC driver", True, f"{choice.path} with {native}")
@@ -79,7 +86,9 @@ def check_catalog(settings: Settings) -> Check:
     where = str(settings.catalog_db) if settings.is_local else settings.rest_uri
     if not settings.is_local and not _reachable(f"{settings.rest_uri}/v1/config"):
         return Check(
-            "Iceberg catalog", False, f"the REST catalog at {where} does not answer.",
+            "Iceberg catalog",
+            False,
+            f"the REST catalog at {where} does not answer.",
             "start the stack: docker compose up -d (or set LAB_REST_URI).",
         )
     try:
@@ -88,10 +97,14 @@ def check_catalog(settings: Settings) -> Check:
         return Check("Iceberg catalog", False, exc.problem, exc.fix or "")
     except Exception as exc:
         return Check(
-            "Iceberg catalog", False, f"{where}: {type(exc).__name__}: {exc}",
+            "Iceberg catalog",
+            False,
+            f"{where}: {type(exc).__name__}: {exc}",
             "run `lab run` to create it, or check LAB_HOME.",
         )
-    return Check("Iceberg catalog", True, f"{where} (namespaces: {', '.join(namespaces) or 'none yet'})")
+    return Check(
+        "Iceberg catalog", True, f"{where} (namespaces: {', '.join(namespaces) or 'none yet'})"
+    )
 
 
 def check_storage(settings: Settings) -> Check:
@@ -99,7 +112,9 @@ def check_storage(settings: Settings) -> Check:
 
     if not settings.is_local and not _reachable(f"{settings.s3_endpoint}/minio/health/live"):
         return Check(
-            "Raw storage", False, f"MinIO at {settings.s3_endpoint} does not answer.",
+            "Raw storage",
+            False,
+            f"MinIO at {settings.s3_endpoint} does not answer.",
             "start the stack: docker compose up -d (or set LAB_S3_ENDPOINT).",
         )
     store = make_store(settings)
@@ -109,7 +124,9 @@ def check_storage(settings: Settings) -> Check:
             settings.lab_home.joinpath("raw").mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return Check(
-            "Raw storage", False, f"{store.uri()} cannot be used ({exc}).",
+            "Raw storage",
+            False,
+            f"{store.uri()} cannot be used ({exc}).",
             "set LAB_HOME to a folder you can write, e.g. export LAB_HOME=$HOME/lakehouse.",
         )
     return Check("Raw storage", True, store.uri())
@@ -158,6 +175,6 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return 0 if all(c.ok for c in checks) else 1
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("doctor", help="check Java, jars, catalog and storage")
     parser.set_defaults(handler=_cmd_doctor)

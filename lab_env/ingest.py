@@ -27,8 +27,7 @@ def summary_path(run_id: str) -> Path:
 
 def ingest(start: dt.date, end: dt.date, run_id: str) -> tuple[dict[str, Any] | None, str]:
     """Execute the bronze notebook; return its summary (None if it wrote none) and any error."""
-    from lab_env.grading import kernel_env
-    from lab_env.runner import StepFailed, execute_notebook
+    from lab_env.runner import StepFailed, execute_notebook, kernel_env
 
     if end < start:
         raise LabError(

@@ -110,14 +110,20 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     for column in ("committed (UTC)", "snapshot", "operation", "run id", "dates", "+rows", "-rows"):
         out.add_column(column, justify="right" if column.endswith("rows") else "left")
     for row in rows:
-        out.add_row(f"{row.committed_at:%Y-%m-%d %H:%M:%S}", str(row.snapshot_id), row.operation,
-                    row.run_id or "(untagged)", row.dates, f"{row.added_records:,}",
-                    f"{row.deleted_records:,}")
+        out.add_row(
+            f"{row.committed_at:%Y-%m-%d %H:%M:%S}",
+            str(row.snapshot_id),
+            row.operation,
+            row.run_id or "(untagged)",
+            row.dates,
+            f"{row.added_records:,}",
+            f"{row.deleted_records:,}",
+        )
     Console().print(out)
     return 0
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("lineage", help="which run made each snapshot of a table")
     parser.add_argument("table", help="namespace.table, e.g. silver.asset_prices")
     parser.set_defaults(handler=_cmd_lineage)

@@ -23,6 +23,7 @@ from lab_env.errors import LabError
 
 if TYPE_CHECKING:
     import nbformat
+    from rich.console import Console
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = REPO / "solutions"
@@ -94,9 +95,6 @@ def execute_notebook(
     declared = notebook_parameters(notebook)
     params = {k: v for k, v in (parameters or {}).items() if k in declared}
     output.parent.mkdir(parents=True, exist_ok=True)
-    # The kernel starts in another folder: hand it this process's LAB_HOME as an absolute path.
-    previous_home = os.environ.get("LAB_HOME")
-    os.environ["LAB_HOME"] = str(get_settings().lab_home)
     try:
         return papermill.execute_notebook(
             str(notebook),
@@ -115,11 +113,6 @@ def execute_notebook(
 
             return nbformat.read(str(output), as_version=4)
         raise StepFailed(notebook, output, exc.exec_count, f"{exc.ename}: {exc.evalue}") from None
-    finally:
-        if previous_home is None:
-            os.environ.pop("LAB_HOME", None)
-        else:
-            os.environ["LAB_HOME"] = previous_home
 
 
 @dataclass
@@ -227,8 +220,15 @@ def run_step(
         execute_notebook(step.notebook, output, params)
     except StepFailed as exc:
         error = str(exc)
-    return StepResult(step.name, step.notebook.name, str(output), time.perf_counter() - began,
-                      not error, _changes(settings, before), error)
+    return StepResult(
+        step.name,
+        step.notebook.name,
+        str(output),
+        time.perf_counter() - began,
+        not error,
+        _changes(settings, before),
+        error,
+    )
 
 
 def step_named(name: str) -> Step:
@@ -259,6 +259,34 @@ def source_endpoint(settings: Settings) -> Iterator[None]:
                 os.environ["LAB_COINCAP_URL"] = previous
 
 
+@contextlib.contextmanager
+def kernel_env(settings: Settings, *, record_progress: bool = True) -> Iterator[None]:
+    """The environment notebook kernels inherit while this block runs.
+
+    Kernels start in another folder, so LAB_HOME is handed over as an absolute path (and
+    this process's cached settings follow it); the replay server runs unless a live API is
+    configured; production runs (``record_progress=False``) keep their checks out of the
+    learner's progress.
+    """
+    overrides = {
+        "LAB_HOME": str(settings.lab_home),
+        "LAB_RECORD_PROGRESS": str(record_progress).lower(),
+    }
+    previous = {name: os.environ.get(name) for name in overrides}
+    os.environ.update(overrides)
+    get_settings.cache_clear()
+    try:
+        with source_endpoint(settings):
+            yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        get_settings.cache_clear()
+
+
 def run_pipeline(
     start: dt.date,
     end: dt.date,
@@ -270,7 +298,9 @@ def run_pipeline(
 ) -> RunSummary:
     """Run ``steps`` (default: bronze, silver, gold) for ``start``..``end``; stop at a failure."""
     if end < start:
-        raise LabError(f"The range {start}..{end} ends before it starts.", "swap --start and --end.")
+        raise LabError(
+            f"The range {start}..{end} ends before it starts.", "swap --start and --end."
+        )
     settings = get_settings()
     run_id = run_id or new_run_id()
     folder = run_folder(settings, start, end, run_id)
@@ -279,9 +309,11 @@ def run_pipeline(
     chosen = list(steps or STEPS)
     console = _console() if echo else None
     if console:
-        console.print(f"[bold]lab run[/bold] {start} .. {end}  run_id={run_id}"
-                      f"{'  (full refresh)' if full_refresh else ''}")
-    with source_endpoint(settings):
+        console.print(
+            f"[bold]lab run[/bold] {start} .. {end}  run_id={run_id}"
+            f"{'  (full refresh)' if full_refresh else ''}"
+        )
+    with kernel_env(settings, record_progress=False):
         for index, step in enumerate(chosen, start=1):
             if console:
                 console.print(f"[{index}/{len(chosen)}] {step.name}: {step.notebook.name} ...")
@@ -310,24 +342,35 @@ def render_summary(summary: RunSummary) -> None:
     for column in ("step", "status", "seconds", "executed notebook"):
         steps.add_column(column)
     for step in summary.steps:
-        steps.add_row(step.name, "ok" if step.ok else "[red]FAILED[/red]",
-                      f"{step.seconds:.1f}", step.output)
+        steps.add_row(
+            step.name, "ok" if step.ok else "[red]FAILED[/red]", f"{step.seconds:.1f}", step.output
+        )
     console.print(steps)
     tables = Table(title="Tables touched")
     for column in ("step", "table", "commits", "rows added", "rows removed", "rows now"):
-        tables.add_column(column, justify="right" if column.startswith(("rows", "commits")) else "left")
+        tables.add_column(
+            column, justify="right" if column.startswith(("rows", "commits")) else "left"
+        )
     for step in summary.steps:
         for change in step.tables:
-            tables.add_row(step.name, change.table, str(change.snapshots),
-                           f"{change.added_records:,}", f"{change.deleted_records:,}",
-                           f"{change.total_records:,}")
+            tables.add_row(
+                step.name,
+                change.table,
+                str(change.snapshots),
+                f"{change.added_records:,}",
+                f"{change.deleted_records:,}",
+                f"{change.total_records:,}",
+            )
     if tables.row_count:
         console.print(tables)
-    console.print("[green]Run complete.[/green]" if summary.ok else
-                  f"[red]Run failed.[/red] {summary.steps[-1].error}")
+    console.print(
+        "[green]Run complete.[/green]"
+        if summary.ok
+        else f"[red]Run failed.[/red] {summary.steps[-1].error}"
+    )
 
 
-def _console():  # type: ignore[no-untyped-def]
+def _console() -> Console:
     from rich.console import Console
 
     return Console(highlight=False)
@@ -351,13 +394,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "run", help="run bronze -> silver -> gold for a date range (default: the sample range)"
     )
     parser.add_argument("--start", type=_date, help="first logical date, YYYY-MM-DD")
     parser.add_argument("--end", type=_date, help="last logical date, YYYY-MM-DD (inclusive)")
     parser.add_argument("--full-refresh", action="store_true", help="rebuild silver and gold")
-    parser.add_argument("--steps", nargs="+", choices=[s.name for s in STEPS],
-                        help="run only these steps (default: all)")
+    parser.add_argument(
+        "--steps",
+        nargs="+",
+        choices=[s.name for s in STEPS],
+        help="run only these steps (default: all)",
+    )
     parser.set_defaults(handler=_cmd_run)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab_env import jars
@@ -15,6 +16,7 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 log = logging.getLogger(__name__)
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 
 
 def spark_conf(settings: Settings) -> dict[str, str]:
@@ -59,7 +61,12 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             f"{cat}.cache-enabled": "false",
             "spark.driver.extraLibraryPath": str(settings.jni_dir),
             "spark.sql.warehouse.dir": str(settings.lab_home / "spark-warehouse"),
-            "spark.driver.extraJavaOptions": f"-Dderby.system.home={settings.lab_home / 'derby'}",
+            "spark.driver.extraJavaOptions": (
+                f"-Dderby.system.home={settings.lab_home / 'derby'}"
+                f" -Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}"
+            ),
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
         }
     else:
         conf |= {
@@ -108,6 +115,8 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
         from lab_env.catalog import get_catalog
 
         get_catalog(settings)  # WAL mode and the catalog tables, before Spark connects
+    # Local Spark talks to itself only: bind to loopback, which also silences a hostname warning.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.appName("lakehouse-lab").master(settings.spark_master)
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
@@ -130,4 +139,3 @@ def stop_spark() -> None:
     active = SparkSession.getActiveSession()
     if active is not None:
         active.stop()
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Iterator
@@ -38,7 +39,7 @@ def test_every_dag_has_tags_retries_and_timeouts(dagbag) -> None:  # type: ignor
 def test_production_dag_shape(dagbag) -> None:  # type: ignore[no-untyped-def]
     dag = dagbag.dags["lakehouse_daily"]
     order = ["bronze", "bronze_landed", "silver", "gold"]
-    for upstream, downstream in zip(order, order[1:], strict=False):
+    for upstream, downstream in itertools.pairwise(order):
         assert downstream in dag.get_task(upstream).downstream_task_ids
     for task in dag.tasks:
         assert task.retry_exponential_backoff
@@ -81,7 +82,9 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, str]]]:
 
 
 def test_failure_callback_logs_and_posts_the_alert(
-    dagbag, webhook: list[dict[str, str]], caplog: pytest.LogCaptureFixture  # type: ignore[no-untyped-def]
+    dagbag,
+    webhook: list[dict[str, str]],
+    caplog: pytest.LogCaptureFixture,  # type: ignore[no-untyped-def]
 ) -> None:
     task = dagbag.dags["lakehouse_daily"].get_task("silver")
 
@@ -92,8 +95,14 @@ def test_failure_callback_logs_and_posts_the_alert(
     callbacks = callback if isinstance(callback, list) else [callback]
     with caplog.at_level("ERROR", logger="lakehouse.alerts"):
         for cb in callbacks:
-            cb({"task_instance": TI(), "run_id": "scheduled__2025-01-02", "ds": "2025-01-02",
-                "exception": RuntimeError("silver blew up")})
+            cb(
+                {
+                    "task_instance": TI(),
+                    "run_id": "scheduled__2025-01-02",
+                    "ds": "2025-01-02",
+                    "exception": RuntimeError("silver blew up"),
+                }
+            )
     assert any("ALERT" in r.message and "silver" in r.message for r in caplog.records)
     assert len(webhook) == 1
     alert = webhook[0]

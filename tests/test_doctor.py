@@ -17,7 +17,12 @@ def doctor(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     base |= {"LAB_HOME": str(tmp_path / "lakehouse")} | env
     return subprocess.run(
         [sys.executable, "-m", "lab_env.cli", "doctor"],
-        capture_output=True, text=True, env=base, cwd=tmp_path, check=False, timeout=120,
+        capture_output=True,
+        text=True,
+        env=base,
+        cwd=tmp_path,
+        check=False,
+        timeout=120,
     )
 
 
@@ -30,22 +35,55 @@ def test_all_good_on_this_machine(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("env", "piece", "fix"),
     [
-        ({"LAB_ICEBERG_JAR": "/nonexistent/iceberg.jar"}, "Iceberg Spark runtime",
-         "LAB_ICEBERG_JAR"),
-        ({"LAB_SQLITE_JDBC_JAR": "/nonexistent/sqlite-jdbc.jar"}, "SQLite JDBC driver",
-         "apt-get install -y libxerial-sqlite-jdbc-java"),
-        ({"LAB_JNI_DIR": "/nonexistent/jni"}, "SQLite JDBC driver",
-         "apt-get install -y libxerial-sqlite-jdbc-java"),
-        ({"JAVA_HOME": "/nonexistent/java", "PATH": "/nonexistent/bin"}, "Java 17",
-         "openjdk-17-jre-headless"),
+        (
+            {"LAB_ICEBERG_JAR": "/nonexistent/iceberg.jar"},
+            "Iceberg Spark runtime",
+            "LAB_ICEBERG_JAR",
+        ),
+        (
+            {"LAB_SQLITE_JDBC_JAR": "/nonexistent/sqlite-jdbc.jar"},
+            "SQLite JDBC driver",
+            "apt-get install -y libxerial-sqlite-jdbc-java",
+        ),
+        (
+            {"LAB_JNI_DIR": "/nonexistent/jni"},
+            "SQLite JDBC driver",
+            "apt-get install -y libxerial-sqlite-jdbc-java",
+        ),
+        (
+            {"JAVA_HOME": "/nonexistent/java", "PATH": "/nonexistent/bin"},
+            "Java 17",
+            "openjdk-17-jre-headless",
+        ),
         ({"LAB_HOME": "/proc/lakehouse"}, "Iceberg catalog", "LAB_HOME"),
-        ({"LAB_PROFILE": "compose", "LAB_REST_URI": "http://127.0.0.1:9",
-          "LAB_S3_ENDPOINT": "http://127.0.0.1:9"}, "Iceberg catalog", "docker compose up -d"),
-        ({"LAB_PROFILE": "compose", "LAB_REST_URI": "http://127.0.0.1:9",
-          "LAB_S3_ENDPOINT": "http://127.0.0.1:9"}, "Raw storage", "docker compose up -d"),
+        (
+            {
+                "LAB_PROFILE": "compose",
+                "LAB_REST_URI": "http://127.0.0.1:9",
+                "LAB_S3_ENDPOINT": "http://127.0.0.1:9",
+            },
+            "Iceberg catalog",
+            "docker compose up -d",
+        ),
+        (
+            {
+                "LAB_PROFILE": "compose",
+                "LAB_REST_URI": "http://127.0.0.1:9",
+                "LAB_S3_ENDPOINT": "http://127.0.0.1:9",
+            },
+            "Raw storage",
+            "docker compose up -d",
+        ),
     ],
-    ids=["iceberg-jar", "jdbc-jar", "jdbc-native", "java", "home-unwritable",
-         "rest-down", "minio-down"],
+    ids=[
+        "iceberg-jar",
+        "jdbc-jar",
+        "jdbc-native",
+        "java",
+        "home-unwritable",
+        "rest-down",
+        "minio-down",
+    ],
 )
 def test_each_missing_piece_is_named_with_its_fix(
     tmp_path: Path, env: dict[str, str], piece: str, fix: str

@@ -44,8 +44,9 @@ def test_spark_reads_what_pyiceberg_wrote(spark, catalog) -> None:  # type: igno
         {
             "id": pa.array(["solana", "tether"]),
             "rank": pa.array([5, 3], pa.int32()),
-            "seen": pa.array([dt.datetime(2025, 1, 1, 0, 0), dt.datetime(2025, 1, 1, 1, 0)],
-                             pa.timestamp("us")),
+            "seen": pa.array(
+                [dt.datetime(2025, 1, 1, 0, 0), dt.datetime(2025, 1, 1, 1, 0)], pa.timestamp("us")
+            ),
         }
     )
     table = catalog.create_table(name, schema=data.schema)

@@ -26,8 +26,10 @@ def test_spark_and_pyiceberg_commits_carry_the_run(spark, catalog, capsys) -> No
         tag_spark_commits(spark, "", "")
     spark.sql("INSERT INTO silver.lineage_demo VALUES (3, 'untagged')")
     table = catalog.load_table("silver.lineage_demo")
-    table.append(pa.table({"id": pa.array([4], pa.int32()), "v": ["py"]}),
-                 snapshot_properties=run_properties("run-B", "2025-01-04"))
+    table.append(
+        pa.table({"id": pa.array([4], pa.int32()), "v": ["py"]}),
+        snapshot_properties=run_properties("run-B", "2025-01-04"),
+    )
 
     rows = table_lineage("silver.lineage_demo")
     assert [(r.run_id, r.dates) for r in rows] == [
@@ -44,7 +46,7 @@ def test_spark_and_pyiceberg_commits_carry_the_run(spark, catalog, capsys) -> No
 
 
 def test_unknown_table_is_an_actionable_error() -> None:
-    with pytest.raises(LabError, match="lab lineage silver.asset_prices"):
+    with pytest.raises(LabError, match=r"lab lineage silver\.asset_prices"):
         table_lineage("silver.no_such_table")
 
 

@@ -29,16 +29,27 @@ def make_notebook(path: Path, *body: str) -> Path:
     params.metadata["tags"] = ["parameters"]
     nb.cells = [nbformat.v4.new_markdown_cell("# test"), params]
     nb.cells += [nbformat.v4.new_code_cell(src) for src in body]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     nbformat.write(nb, path)
     return path
 
 
 def test_parameters_reach_the_notebook_and_unknown_ones_are_dropped(tmp_path: Path) -> None:
     nb = make_notebook(tmp_path / "step.ipynb", "print(start_date, end_date, run_id)")
-    out = execute_notebook(nb, tmp_path / "out" / "step.ipynb",
-                           {"start_date": "2025-02-01", "end_date": "2025-02-03",
-                            "run_id": "r1", "full_refresh": True})
+    out = execute_notebook(
+        nb,
+        tmp_path / "out" / "step.ipynb",
+        {
+            "start_date": "2025-02-01",
+            "end_date": "2025-02-03",
+            "run_id": "r1",
+            "full_refresh": True,
+        },
+    )
     printed = "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
     assert "2025-02-01 2025-02-03 r1" in printed
     assert (tmp_path / "out" / "step.ipynb").is_file()
@@ -46,7 +57,9 @@ def test_parameters_reach_the_notebook_and_unknown_ones_are_dropped(tmp_path: Pa
 
 
 def test_a_failing_cell_is_named_with_the_executed_copy(tmp_path: Path) -> None:
-    nb = make_notebook(tmp_path / "bad.ipynb", "x = 1", "raise ValueError('no prices for 2025-02-30')")
+    nb = make_notebook(
+        tmp_path / "bad.ipynb", "x = 1", "raise ValueError('no prices for 2025-02-30')"
+    )
     with pytest.raises(StepFailed) as info:
         execute_notebook(nb, tmp_path / "runs" / "bad.ipynb")
     message = str(info.value)

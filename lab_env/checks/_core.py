@@ -58,6 +58,8 @@ def progress_file() -> Path:
 
 
 def _record(result: CheckResult) -> None:
+    if not get_settings().record_progress:
+        return
     path = progress_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -81,7 +83,9 @@ def load_results() -> dict[str, CheckResult]:
     return latest
 
 
-def exercise(exercise_id: str, title: str) -> Callable[[Callable[P, _Verdict]], Callable[P, CheckResult]]:
+def exercise(
+    exercise_id: str, title: str
+) -> Callable[[Callable[P, _Verdict]], Callable[P, CheckResult]]:
     """Turn a function returning :func:`ok`/:func:`fail` into a check that prints and records."""
 
     def wrap(func: Callable[P, _Verdict]) -> Callable[P, CheckResult]:
@@ -90,7 +94,9 @@ def exercise(exercise_id: str, title: str) -> Callable[[Callable[P, _Verdict]], 
             try:
                 verdict = func(*args, **kwargs)
             except NotImplementedError:
-                verdict = fail("this exercise is not written yet: replace the stub above and re-run.")
+                verdict = fail(
+                    "this exercise is not written yet: replace the stub above and re-run."
+                )
             except LabError as exc:
                 verdict = fail(str(exc))
             except Exception as exc:  # the learner's result could not even be inspected

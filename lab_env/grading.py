@@ -1,0 +1,344 @@
+"""The learner's self-grading: ``lab check``, ``lab progress`` and ``lab restore``.
+
+``lab check notebooks/NN_topic.ipynb`` runs the notebook (errors allowed, so one unwritten
+exercise does not hide the checks after it) and reads the verdicts from what its check cells
+printed: the ``[check] <id> PASS|FAIL`` lines of :mod:`lab_env.checks`, and which cells raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lab_env.checks import CHECK_MARKER, load_results
+from lab_env.checks._core import progress_file
+from lab_env.config import Settings, get_settings
+from lab_env.errors import LabError
+from lab_env.exercises import (
+    REPO,
+    check_titles,
+    checked_exercises,
+    milestone,
+    stub_exercises,
+)
+from lab_env.runner import kernel_env
+
+if TYPE_CHECKING:
+    import nbformat
+    from rich.console import Console
+
+PASSED = "passed"
+FAILED = "failed"
+NOT_ATTEMPTED = "not attempted"
+NO_RESTORE_TAG = "no-restore"
+# What lab_env.checks prints when the learner's function is still the stub.
+_NOT_WRITTEN = "this exercise is not written yet"
+_CHECK_LINE = re.compile(
+    rf"^{re.escape(CHECK_MARKER)} (?P<id>\S+) (?P<verdict>PASS|FAIL) (?:[^\w\s]+ )?(?P<rest>.*)$"
+)
+_STUB_ERROR = re.compile(r"^Exercise (?P<id>[\w.-]+):")
+
+
+@dataclass(frozen=True)
+class ExerciseResult:
+    """One row of ``lab check``: an exercise and how the learner's attempt stands."""
+
+    exercise: str
+    title: str
+    status: str  # PASSED, FAILED or NOT_ATTEMPTED
+    detail: str  # the check's message, the hint, or why it counts as not attempted
+
+
+@dataclass
+class _Seen:
+    title: str = ""
+    verdict: tuple[bool, str] | None = None  # the last check line: passed, message
+    stub_left: bool = False  # the generated stub is still in the notebook, or raised in this run
+    cell_error: str = ""  # the error of a check cell that printed no verdict
+    check_ran: bool = False
+
+
+def _stdout(cell: nbformat.NotebookNode) -> str:
+    return "".join(
+        out.get("text", "") for out in cell.get("outputs", []) if out.output_type == "stream"
+    )
+
+
+def _error(cell: nbformat.NotebookNode) -> tuple[str, str] | None:
+    for out in cell.get("outputs", []):
+        if out.output_type == "error":
+            return out.get("ename", ""), out.get("evalue", "")
+    return None
+
+
+def grade(nb: nbformat.NotebookNode) -> list[ExerciseResult]:
+    """The result of every exercise in an executed learner notebook, in notebook order."""
+    seen: dict[str, _Seen] = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        checked = checked_exercises(cell.source)
+        for exercise_id in stub_exercises(cell.source):
+            seen.setdefault(exercise_id, _Seen()).stub_left = True
+        for exercise_id in checked:
+            seen.setdefault(exercise_id, _Seen())
+        for exercise_id, title in check_titles(cell.source).items():
+            seen[exercise_id].title = title
+        printed = set()
+        for line in _stdout(cell).splitlines():
+            match = _CHECK_LINE.match(line.strip())
+            if not match:
+                continue
+            title, _, message = match["rest"].partition(": ")
+            entry = seen.setdefault(match["id"], _Seen())
+            entry.title = title
+            entry.verdict = (match["verdict"] == "PASS", message)
+            printed.add(match["id"])
+        ran = cell.get("execution_count") is not None or bool(cell.get("outputs"))
+        error = _error(cell)
+        if error and error[0] == "NotImplementedError" and (stub := _STUB_ERROR.match(error[1])):
+            seen.setdefault(stub["id"], _Seen()).stub_left = True
+        for exercise_id in checked:
+            seen[exercise_id].check_ran |= ran
+            if error and exercise_id not in printed:
+                seen[exercise_id].cell_error = f"{error[0]}: {error[1]}".strip()
+    return [_verdict(exercise_id, entry) for exercise_id, entry in seen.items()]
+
+
+def _verdict(exercise_id: str, seen: _Seen) -> ExerciseResult:
+    def row(status: str, detail: str) -> ExerciseResult:
+        return ExerciseResult(exercise_id, seen.title, status, detail)
+
+    if seen.verdict is not None:
+        passed, message = seen.verdict
+        if passed:
+            return row(PASSED, message)
+        if seen.stub_left or message.startswith(_NOT_WRITTEN):
+            return row(NOT_ATTEMPTED, "the stub is still there: replace it with your solution")
+        return row(FAILED, message)
+    if seen.stub_left:
+        return row(NOT_ATTEMPTED, "the stub is still there: replace it with your solution")
+    if seen.cell_error:
+        return row(FAILED, f"the check cell raised {seen.cell_error}")
+    if seen.check_ran:
+        return row(FAILED, "the check cell ran but printed no verdict")
+    return row(NOT_ATTEMPTED, "its check cell never ran")
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """What ``lab check`` found: one result per exercise, the executed copy, any run problem."""
+
+    results: list[ExerciseResult]
+    output: Path
+    problem: str = ""  # e.g. the kernel died: later checks never ran
+
+
+def check_notebook(notebook: Path) -> CheckRun:
+    """Execute a learner notebook under the current LAB_HOME and grade its exercises."""
+    import nbformat
+    from nbclient.exceptions import DeadKernelError
+
+    from lab_env.runner import execute_notebook
+
+    if not notebook.is_file():
+        raise LabError(
+            f"No notebook at {notebook}.", "pass a path like notebooks/02_bronze.ipynb."
+        )
+    settings = get_settings()
+    output = settings.runs_dir / "checks" / notebook.name
+    output.unlink(missing_ok=True)
+    with kernel_env(settings):
+        try:
+            executed = execute_notebook(notebook.resolve(), output, allow_errors=True)
+        except DeadKernelError:
+            if not output.is_file():
+                raise
+            # the copy is saved after every cell, so grade what ran before the kernel died
+            executed = nbformat.read(str(output), as_version=4)
+            return CheckRun(grade(executed), output, "the kernel died; later cells never ran")
+    return CheckRun(grade(executed), output)
+
+
+_STYLE = {PASSED: "[green]passed[/green]", FAILED: "[red]failed[/red]",
+          NOT_ATTEMPTED: "[yellow]not attempted[/yellow]"}
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    notebook = Path(args.notebook)
+    console = _console()
+    console.print(f"Running {notebook} (a kernel, and Spark if the notebook uses it) ...")
+    run = check_notebook(notebook)
+    table = Table(title=f"lab check {notebook.name}")
+    for column in ("exercise", "result", "title", "hint / detail"):
+        table.add_column(column)
+    for r in run.results:
+        table.add_row(r.exercise, _STYLE[r.status], escape(r.title), escape(r.detail))
+    console.print(table)
+    if run.problem:
+        console.print(f"[red]Warning:[/red] {run.problem}.")
+    passed = sum(r.status == PASSED for r in run.results)
+    if not run.results:
+        console.print("This notebook has no exercises to check.")
+    else:
+        console.print(f"{passed}/{len(run.results)} exercises passed.")
+    console.print(f"Executed copy: {run.output}")
+    return 0 if passed == len(run.results) and not run.problem else 1
+
+
+def notebook_exercises(notebook: Path) -> list[str]:
+    """Exercise ids a learner notebook holds: its stubs and the checks its cells call."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    ids: list[str] = []
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            ids += stub_exercises(cell.source) + checked_exercises(cell.source)
+    return list(dict.fromkeys(ids))
+
+
+def progress(folder: Path) -> list[tuple[str, int, int, list[str]]]:
+    """Per notebook in ``folder``: name, exercises passed, total, and the ids not passed yet."""
+    results = load_results()
+    rows = []
+    for notebook in sorted(folder.glob("*.ipynb")):
+        ids = notebook_exercises(notebook)
+        prefix = f"{milestone(notebook)}."
+        ids += [i for i in sorted(results) if i.startswith(prefix) and i not in ids]
+        passed = [i for i in ids if i in results and results[i].passed]
+        rows.append((notebook.name, len(passed), len(ids), [i for i in ids if i not in passed]))
+    return rows
+
+
+def _cmd_progress(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    folder = Path(args.root) / "notebooks"
+    rows = progress(folder)
+    if not rows:
+        raise LabError(f"No notebooks in {folder}.", "run this from the lab's repository.")
+    table = Table(title=f"Progress (LAB_HOME {get_settings().lab_home})")
+    for column in ("milestone", "passed", "status", "still to do"):
+        table.add_column(column, justify="right" if column == "passed" else "left")
+    for name, passed, total, todo in rows:
+        status = ("[dim]no exercises[/dim]" if not total else
+                  "[green]done[/green]" if passed == total else
+                  "[yellow]in progress[/yellow]" if passed else "not started")
+        table.add_row(name, f"{passed}/{total}", status, " ".join(todo))
+    _console().print(table)
+    return 0
+
+
+def restore_plan(milestone_number: int, solutions: Path) -> list[Path]:
+    """Solution notebooks to run, in order, to reach the start of a milestone.
+
+    Every solution numbered below it, except those whose first cell is tagged ``no-restore``.
+    """
+    import nbformat
+
+    plan = []
+    for notebook in sorted(solutions.glob("*.ipynb")):
+        number = milestone(notebook)
+        if not number.isdigit() or int(number) >= milestone_number:
+            continue
+        cells = nbformat.read(str(notebook), as_version=4).cells
+        if cells and NO_RESTORE_TAG in cells[0].get("metadata", {}).get("tags", []):
+            continue
+        plan.append(notebook)
+    return plan
+
+
+@contextlib.contextmanager
+def _progress_kept() -> Iterator[None]:
+    """Leave the learner's progress as it was: the solutions' own checks must not count."""
+    path = progress_file()
+    before = path.read_bytes() if path.is_file() else None
+    try:
+        yield
+    finally:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(before)
+
+
+def _clear_local_state(settings: Settings) -> list[Path]:
+    if not settings.is_local:
+        raise LabError(
+            "--fresh only clears the local profile's LAB_HOME.",
+            "on the compose stack, drop the tables and empty the bucket yourself, or omit --fresh.",
+        )
+    removed = []
+    for path in (settings.lab_home / "raw", settings.lab_home / "warehouse", settings.catalog_db):
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+        else:
+            continue
+        removed.append(path)
+    return removed
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from lab_env.runner import execute_notebook, new_run_id
+
+    settings = get_settings()
+    plan = restore_plan(args.milestone, Path(args.root) / "solutions")
+    console = _console()
+    if args.fresh:
+        for path in _clear_local_state(settings):
+            console.print(f"removed {path}")
+    if not plan:
+        console.print(f"Nothing to run: no solution notebook before milestone {args.milestone}.")
+        return 0
+    run_id = f"restore-{new_run_id()}"
+    folder = settings.runs_dir / "restore" / run_id
+    console.print(f"Restoring LAB_HOME {settings.lab_home} to the start of milestone "
+                  f"{args.milestone:02d}: {len(plan)} notebook(s).")
+    with kernel_env(settings), _progress_kept():
+        for index, notebook in enumerate(plan, start=1):
+            console.print(f"[{index}/{len(plan)}] {notebook.name} ...")
+            began = time.perf_counter()
+            execute_notebook(notebook, folder / notebook.name, {"run_id": run_id})
+            console.print(f"  done in {time.perf_counter() - began:.1f}s")
+    console.print(f"[green]Ready for milestone {args.milestone:02d}.[/green] Executed: {folder}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    check = subparsers.add_parser("check", help="run a notebook and grade its exercises")
+    check.add_argument("notebook", help="e.g. notebooks/02_bronze.ipynb")
+    check.set_defaults(handler=_cmd_check)
+
+    prog = subparsers.add_parser("progress", help="exercises passed per milestone")
+    prog.add_argument("--root", default=str(REPO), help="the repository (default: %(default)s)")
+    prog.set_defaults(handler=_cmd_progress)
+
+    restore = subparsers.add_parser(
+        "restore", help="rebuild the lakehouse as it is at the start of milestone N"
+    )
+    restore.add_argument("milestone", type=int, metavar="N", help="milestone number, e.g. 3")
+    restore.add_argument(
+        "--fresh", action="store_true",
+        help="first delete the local raw files, warehouse and catalog (keeps progress and runs)",
+    )
+    restore.add_argument("--root", default=str(REPO), help="the repository (default: %(default)s)")
+    restore.set_defaults(handler=_cmd_restore)

@@ -1,0 +1,198 @@
+"""``lab check``, ``lab progress`` and ``lab restore`` on tiny notebooks run by a real kernel.
+
+The notebooks define their checks inline with ``lab_env.checks.exercise``, so no Spark starts.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from lab_env import grading
+from lab_env.checks import load_results
+from lab_env.cli import main
+from lab_env.config import Settings, get_settings, load_settings
+from lab_env.grading import kernel_env
+
+pytestmark = pytest.mark.notebook
+
+CHECK_IMPORT = "from lab_env.checks import exercise, ok, fail"
+
+
+def write_notebook(path: Path, *cells: nbformat.NotebookNode) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nb = new_notebook(cells=list(cells))
+    nb.metadata["kernelspec"] = {
+        "name": "python3", "display_name": "Python 3", "language": "python"
+    }
+    nbformat.write(nb, str(path))
+    return path
+
+
+def code(source: str, **kwargs: object) -> nbformat.NotebookNode:
+    return new_code_cell(textwrap.dedent(source).strip("\n"), **kwargs)
+
+
+def inline_check(exercise_id: str, title: str, condition: str, hint: str, call: str = "") -> str:
+    return textwrap.dedent(f'''
+        {CHECK_IMPORT}
+
+        @exercise("{exercise_id}", "{title}")
+        def check(*args):
+            return ok("right") if {condition} else fail("{hint}")
+
+        check({call})
+    ''')
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> Path:
+    """A learner notebook with one exercise in each state ``lab check`` knows."""
+    return write_notebook(
+        tmp_path / "notebooks" / "99_mixed.ipynb",
+        new_markdown_cell("# Mixed"),
+        code("target = 2", metadata={"tags": ["parameters"]}),
+        code("x = 2"),
+        code(inline_check("99.1", "x holds the target", "x == target", "set x to the target")),
+        code("y = 3"),
+        code(inline_check("99.2", "y doubles x", "y == 2 * x", "y should be x * 2")),
+        code('# Write: z = x + y\nraise NotImplementedError("Exercise 99.3: z = x + y")'),
+        code(inline_check("99.3", "z adds up", "z == x + y", "z should be x + y")),
+        code('def triple(v):\n    raise NotImplementedError("Exercise 99.4: return v * 3")'),
+        code(inline_check("99.4", "triple triples", "triple(1) == 3", "multiply by three")),
+        code(inline_check("99.5", "w is set", "True", "set w", call="w")),
+        code('def quad(v):\n    raise NotImplementedError("Exercise 99.6: replace this stub")'),
+        code(inline_check("99.6", "quad works", "quad(1) == 4", "x4", call="undefined_q")),
+    )
+
+
+def test_check_reports_passed_failed_and_not_attempted(
+    mixed: Path, fresh_settings: Settings, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("COLUMNS", "160")
+    assert main(["check", str(mixed)]) == 1
+    out = capsys.readouterr().out
+    assert "1/6 exercises passed." in out
+    for text in ("passed", "failed", "not attempted", "y should be x * 2"):
+        assert text in out
+
+    executed = fresh_settings.runs_dir / "checks" / "99_mixed.ipynb"
+    assert f"Executed copy: {executed}" in out
+    rows = {r.exercise: r for r in grading.grade(nbformat.read(str(executed), as_version=4))}
+    assert list(rows) == ["99.1", "99.2", "99.3", "99.4", "99.5", "99.6"]
+    assert rows["99.1"].status == grading.PASSED
+    assert (rows["99.2"].status, rows["99.2"].detail) == (grading.FAILED, "y should be x * 2")
+    assert rows["99.2"].title == "y doubles x"
+    assert rows["99.3"].status == grading.NOT_ATTEMPTED  # the stub cell raised
+    assert rows["99.4"].status == grading.NOT_ATTEMPTED  # the check met the stub
+    assert rows["99.5"].status == grading.FAILED
+    assert "NameError" in rows["99.5"].detail
+    assert rows["99.5"].title == "w is set"  # read from the check cell's source
+    assert rows["99.6"].status == grading.NOT_ATTEMPTED  # its stub is still in the notebook
+
+    # the kernel recorded each verdict under the same LAB_HOME, which `lab progress` reads
+    assert main(["progress", "--root", str(mixed.parents[1])]) == 0
+    assert "99_mixed.ipynb" in capsys.readouterr().out
+    assert grading.progress(mixed.parent) == [
+        ("99_mixed.ipynb", 1, 6, ["99.2", "99.3", "99.4", "99.5", "99.6"])
+    ]
+
+
+def test_check_exits_zero_when_every_exercise_passes(
+    tmp_path: Path, fresh_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    notebook = write_notebook(
+        tmp_path / "98_done.ipynb",
+        new_markdown_cell("# Done"),
+        code("x = 2"),
+        code(inline_check("98.1", "x is two", "x == 2", "set x to 2")),
+    )
+    assert main(["check", str(notebook)]) == 0
+    assert "1/1 exercises passed." in capsys.readouterr().out
+
+
+def test_check_cells_after_a_dead_kernel_count_as_not_attempted(
+    tmp_path: Path, fresh_settings: Settings
+) -> None:
+    notebook = write_notebook(
+        tmp_path / "97_dies.ipynb",
+        new_markdown_cell("# Dies"),
+        code("import os\nos._exit(1)"),
+        code(inline_check("97.1", "never checked", "True", "unreachable")),
+    )
+    run = grading.check_notebook(notebook)
+    assert "kernel died" in run.problem
+    assert [(r.exercise, r.status) for r in run.results] == [("97.1", grading.NOT_ATTEMPTED)]
+
+
+def test_restore_runs_earlier_solutions_in_order_except_no_restore(
+    tmp_path: Path, fresh_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    solutions = tmp_path / "solutions"
+    writes = textwrap.dedent('''
+        from lab_env.config import get_settings
+        home = get_settings().lab_home
+        home.mkdir(parents=True, exist_ok=True)
+        with (home / "restored.txt").open("a") as out:
+            out.write("{name}\\n")
+
+        from lab_env.checks import exercise, ok
+
+        @exercise("{name}.1", "a solution's own check")
+        def check():
+            return ok("solved")
+
+        check()
+    ''')
+    write_notebook(solutions / "00_welcome.ipynb",
+                   new_markdown_cell("# Welcome", metadata={"tags": ["no-restore"]}),
+                   code(writes.format(name="00")))
+    for name in ("01_first", "02_second", "03_third"):
+        write_notebook(solutions / f"{name}.ipynb", new_markdown_cell(f"# {name}"),
+                       code(writes.format(name=name[:2])))
+
+    assert grading.restore_plan(3, solutions) == [
+        solutions / "01_first.ipynb", solutions / "02_second.ipynb"
+    ]
+    assert main(["restore", "3", "--root", str(tmp_path)]) == 0
+    assert (fresh_settings.lab_home / "restored.txt").read_text() == "01\n02\n"
+    assert load_results() == {}, "restoring must not mark the learner's exercises as passed"
+    out = capsys.readouterr().out
+    assert "[1/2] 01_first.ipynb" in out and "[2/2] 02_second.ipynb" in out
+
+
+def test_restore_fresh_clears_local_state_but_keeps_progress(
+    tmp_path: Path, fresh_settings: Settings
+) -> None:
+    home = fresh_settings.lab_home
+    for folder in ("raw/bronze", "warehouse/silver", "progress"):
+        (home / folder).mkdir(parents=True)
+    fresh_settings.catalog_db.write_text("")
+    (tmp_path / "solutions").mkdir()
+    assert main(["restore", "1", "--fresh", "--root", str(tmp_path)]) == 0
+    assert sorted(p.name for p in home.iterdir()) == ["progress"]
+
+
+def test_kernel_env_points_kernels_at_the_given_lab_home(
+    tmp_path: Path, fresh_settings: Settings
+) -> None:
+    from lab_env.runner import execute_notebook
+
+    notebook = write_notebook(
+        tmp_path / "96_where.ipynb",
+        new_markdown_cell("# Where"),
+        code("import os\nfrom lab_env.config import get_settings\n"
+             "print('home', get_settings().lab_home)\nprint('url', os.environ['LAB_COINCAP_URL'])"),
+    )
+    other = load_settings(home=tmp_path / "other")
+    with kernel_env(other):
+        executed = execute_notebook(notebook, tmp_path / "out.ipynb")
+    printed = executed.cells[1].outputs[0].text
+    assert f"home {other.lab_home}\n" in printed
+    assert "url http://127.0.0.1:" in printed
+    assert get_settings().lab_home == fresh_settings.lab_home  # the process's settings are back
