@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -373,7 +374,8 @@ def render_summary(summary: RunSummary) -> None:
 def _console() -> Console:
     from rich.console import Console
 
-    return Console(highlight=False)
+    # Piped into a log file, rich would fold table names at 80 columns.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 
 def _date(text: str) -> dt.date:
