@@ -34,6 +34,7 @@ import random
 import re
 import shutil
 import tempfile
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,7 @@ DOC = REPO / "docs" / "production.md"
 BEGIN, END = "<!-- bench/incremental.py: begin -->", "<!-- bench/incremental.py: end -->"
 LAST_DAY = dt.date(2025, 12, 31)
 SEED = 20250101
+WIDTH = 100  # the docs' line length
 
 
 @contextlib.contextmanager
@@ -178,10 +180,11 @@ def doc_table(args: argparse.Namespace, days: list[dt.date], price_rows: int, fi
     incremental, full = runs["incremental"], runs["full-refresh"]
     lines = [
         BEGIN,
-        f"Measured {dt.date.today()} with `bench/incremental.py --days {args.days} --assets "
-        f"{args.assets}`: bronze for {days[0]} .. {days[-1]} ({files:,} files), "
-        f"{price_rows:,} rows in `silver.asset_prices` at the end; {os.cpu_count()} CPU cores, "
-        f"Python {platform.python_version()}. {args.note}".rstrip(),
+        textwrap.fill(
+            f"Measured {dt.date.today()} with `bench/incremental.py --days {args.days} --assets "
+            f"{args.assets}`: bronze for {days[0]} .. {days[-1]} ({files:,} files), "
+            f"{price_rows:,} rows in `silver.asset_prices` at the end; {os.cpu_count()} CPU "
+            f"cores, Python {platform.python_version()}. {args.note}".rstrip(), WIDTH),
         "",
         "| run | days processed | silver s | gold s | total s | rows written |",
         "|---|---:|---:|---:|---:|---:|",
@@ -193,10 +196,11 @@ def doc_table(args: argparse.Namespace, days: list[dt.date], price_rows: int, fi
                      f"{written(summary):,} |")
     lines += [
         "",
-        f"A full refresh took **{seconds(full) / seconds(incremental):.1f}x** the time of one "
-        "incremental day. Each step is a notebook in a fresh kernel with its own Spark session, "
-        "so both figures include two kernel and Spark start-ups and the notebooks' self-checks "
-        "and charts.",
+        textwrap.fill(
+            f"A full refresh took **{seconds(full) / seconds(incremental):.1f}x** the time of one "
+            "incremental day. Each step is a notebook in a fresh kernel with its own Spark "
+            "session, so both figures include two kernel and Spark start-ups and the notebooks' "
+            "self-checks and charts.", WIDTH),
         END,
     ]
     return "\n".join(lines)

@@ -1,6 +1,7 @@
 """Time silver and gold, Spark against DuckDB, on the sample and on a larger generated history.
 
-    .venv/bin/python bench/silver_gold.py --size small|large [--configs ...] [--json PATH] [--keep]
+    .venv/bin/python bench/silver_gold.py --size small|large [--configs ...] [--json PATH]
+                                          [--keep | --home DIR]
 
 ``small``: the bundled sample, 20 assets hourly from 2025-01-01 to 2025-03-31 (43,200 price
 rows). Bronze is ingested first by the bronze notebook against the replay server (not timed).
@@ -238,11 +239,20 @@ def gold_files() -> str:
 
 
 def bench(size: str, configs: list[str], home: Path) -> dict[str, Any]:
-    """Prepare ``home`` for ``size``, then time silver (small) and gold in each configuration."""
+    """Prepare ``home`` for ``size`` (unless done before), then time silver and gold."""
     from lab_env.spark import get_spark
 
+    prepared = (home / "catalog.db").is_file()
     with lab_home(home):
-        if size == "small":
+        if prepared:
+            print(f"reusing the lakehouse prepared at {home}", flush=True)
+            spark = get_spark()
+            if size == "small":
+                start, end = "2025-01-01", "2025-03-31"
+            else:
+                start = LARGE_START.isoformat()
+                end = (LARGE_START + dt.timedelta(days=LARGE_DAYS - 1)).isoformat()
+        elif size == "small":
             start, end = "2025-01-01", "2025-03-31"
             print("ingesting the sample into bronze (not timed) ...", flush=True)
             ingest_bronze(start, end)
@@ -311,18 +321,23 @@ def main(argv: list[str] | None = None) -> int:
                             f"{name} = {label}" for name, (label, _) in CONFIGS.items()))
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--keep", action="store_true", help="keep the LAB_HOME and print it")
+    parser.add_argument("--home", type=Path,
+                        help="use (and keep) this LAB_HOME; one prepared by an earlier --keep "
+                             "run of the same size is reused in place (not a copy: Iceberg "
+                             "metadata holds absolute paths)")
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix=f"bench-silver-gold-{args.size}-"))
-    results = bench(args.size, args.configs, root / "lakehouse")
+    home = args.home.resolve() if args.home else root / "lakehouse"
+    results = bench(args.size, args.configs, home)
     render(results)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
-    if args.keep:
-        print(f"LAB_HOME kept at {root / 'lakehouse'}")
-    else:
-        import shutil
+    import shutil
 
+    if args.keep and not args.home:
+        print(f"LAB_HOME kept at {home}")
+    else:
         shutil.rmtree(root, ignore_errors=True)
     return 0
 
