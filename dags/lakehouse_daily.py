@@ -5,12 +5,17 @@ Runs the lab's solution notebooks as production jobs with papermill, one task pe
 the **logical date** of the DAG run (the day whose data is processed, not the day the run
 happens). Each executed notebook is kept under `LAB_HOME/runs/<date>/<run_id>/`.
 
+The schedule is a *data interval* timetable: the run for 2025-01-01 covers
+[2025-01-01 00:00, 2025-01-02 00:00) UTC and starts when that day is over, so it never
+processes a day that is still being written. (Airflow 3's plain `"@daily"` is a *trigger*
+timetable: its run for a day starts at that day's midnight, with the day not yet happened.)
+
 - Retries with exponential backoff and an execution timeout on every task.
 - A failed task raises an alert: a log line always, a webhook post when
   `LAB_ALERT_WEBHOOK_URL` is set.
 - `bronze_landed` waits until the day's bronze files exist before silver reads them.
 - Params (trigger with config): `start_date`/`end_date` to run a range in one go,
-  `full_refresh` to rebuild silver and gold.
+  `full_refresh` to rebuild silver and gold, `assets` to fetch some assets' history only.
 
 Backfill a range: `airflow backfill create --dag-id lakehouse_daily --from-date 2025-01-01
 --to-date 2025-01-31`.
@@ -22,6 +27,9 @@ import datetime as dt
 from typing import Any
 
 from airflow.sdk import Asset, Param, dag, task
+
+# Airflow 3.3 keeps the Task SDK's timetables here; later releases also export them from airflow.sdk.
+from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
 BRONZE = Asset("lakehouse://bronze/coincap")
 SILVER = Asset("lakehouse://silver/asset_prices")
@@ -54,7 +62,13 @@ def _run_layer(name: str, context: dict[str, Any]) -> dict[str, Any]:
     settings = get_settings()
     start, end = _window(context)
     run_id = context["run_id"]
-    params = run_parameters(start, end, run_id, bool(context["params"].get("full_refresh")))
+    params = run_parameters(
+        start,
+        end,
+        run_id,
+        bool(context["params"].get("full_refresh")),
+        context["params"].get("assets") or (),
+    )
     folder = run_folder(settings, start, end, run_id)
     with kernel_env(settings, record_progress=False):
         result = run_step(step_named(name), params, folder, settings)
@@ -71,7 +85,7 @@ DEFAULT_ARGS = {
     "owner": "lakehouse-lab",
     "retries": 2,
     "retry_delay": dt.timedelta(seconds=30),
-    "retry_exponential_backoff": True,
+    "retry_exponential_backoff": 2.0,  # a multiplier in Airflow 3: 30 s, then 60 s, ...
     "max_retry_delay": dt.timedelta(minutes=10),
     "execution_timeout": dt.timedelta(minutes=30),
     "on_failure_callback": _alert,
@@ -80,7 +94,7 @@ DEFAULT_ARGS = {
 
 @dag(
     dag_id="lakehouse_daily",
-    schedule="@daily",
+    schedule=CronDataIntervalTimetable("0 0 * * *", timezone="UTC"),
     start_date=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
     end_date=dt.datetime(2025, 3, 31, tzinfo=dt.UTC),
     catchup=False,
@@ -102,6 +116,12 @@ DEFAULT_ARGS = {
             description="last date to process, inclusive (default: start_date)",
         ),
         "full_refresh": Param(False, type="boolean", description="rebuild silver and gold"),
+        "assets": Param(
+            [],
+            type="array",
+            items={"type": "string"},
+            description="asset ids whose history bronze fetches, e.g. [\"bitcoin\"] (empty: all)",
+        ),
     },
 )
 def lakehouse_daily() -> None:

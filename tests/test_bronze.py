@@ -26,7 +26,7 @@ from lab_env.cli import main
 from lab_env.config import Settings, get_settings
 from lab_env.ingest import NOTEBOOK
 from lab_env.replay import ReplayServer
-from lab_env.runner import execute_notebook
+from lab_env.runner import StepFailed, execute_notebook
 from lab_env.storage import RawStore, get_store
 
 KEY = "sk-test-PLANTED-123"
@@ -139,6 +139,21 @@ def test_clean_run_lands_the_contract_layout_and_passes_its_checks(ingested: Ing
     assert summary["objects"]["rejected"] == 0
     rejected = list((ingested.raw / "bronze" / "_rejected").rglob("*.body"))
     assert len(rejected) == 1  # the lesson's deliberately truncated payload
+
+
+@pytest.mark.notebook
+def test_a_run_for_some_assets_fetches_only_their_history(tmp_path: Path) -> None:
+    home, day = tmp_path / "lakehouse", DAYS[1]
+    with ReplayServer() as server, environment(LAB_HOME=str(home), LAB_COINCAP_URL=server.url):
+        params = {"start_date": day, "end_date": day, "run_id": "some", "assets": ["bitcoin"]}
+        executed = execute_notebook(NOTEBOOK, tmp_path / "some.ipynb", params)
+        history = home / "raw" / "bronze" / "coincap" / "asset_history" / f"ingest_date={day}"
+        assert sorted(p.name for p in history.iterdir()) == ["asset_id=bitcoin"]
+        assert all(" PASS " in line for line in check_lines(executed))
+
+        params |= {"run_id": "typo", "assets": ["bitcoin", "bitcorn"]}
+        with pytest.raises(StepFailed, match="bitcorn are not in the /assets list"):
+            execute_notebook(NOTEBOOK, tmp_path / "typo.ipynb", params)
 
 
 @pytest.mark.notebook
@@ -371,6 +386,10 @@ def test_check_02_4_partitions_complete(
 
     shutil.rmtree(history / "asset_id=tron")
     passed, message = verdict(checks.partitions_complete(*DAYS), capsys)
+    assert not passed and "no history for tron" in message
+    passed, message = verdict(checks.partitions_complete(*DAYS, ["bitcoin"]), capsys)
+    assert passed, message  # a run of some assets only needs those
+    passed, message = verdict(checks.partitions_complete(*DAYS, ["bitcoin", "tron"]), capsys)
     assert not passed and "no history for tron" in message
 
 

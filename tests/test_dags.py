@@ -42,9 +42,29 @@ def test_production_dag_shape(dagbag) -> None:  # type: ignore[no-untyped-def]
     for upstream, downstream in itertools.pairwise(order):
         assert downstream in dag.get_task(upstream).downstream_task_ids
     for task in dag.tasks:
-        assert task.retry_exponential_backoff
+        assert task.retry_exponential_backoff >= 2.0  # a multiplier since Airflow 3, not a flag
         assert task.on_failure_callback, f"{task.task_id} raises no alert"
-    assert {"start_date", "end_date", "full_refresh"} <= set(dag.params.keys())
+    assert {"start_date", "end_date", "full_refresh", "assets"} <= set(dag.params.keys())
+
+
+def test_a_day_is_processed_after_it_has_ended(dagbag) -> None:  # type: ignore[no-untyped-def]
+    """The run with logical date D covers [D, D+1) and starts at D+1 00:00, never during D."""
+    import datetime as dt
+
+    from airflow.serialization.encoders import coerce_to_core_timetable
+    from airflow.timetables.base import TimeRestriction
+
+    timetable = coerce_to_core_timetable(dagbag.dags["lakehouse_daily"].timetable)
+    first = timetable.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(
+            earliest=dt.datetime(2025, 1, 1, tzinfo=dt.UTC), latest=None, catchup=True
+        ),
+    )
+    assert first is not None
+    assert first.logical_date == dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+    assert first.data_interval.end == dt.datetime(2025, 1, 2, tzinfo=dt.UTC)
+    assert first.run_after == dt.datetime(2025, 1, 2, tzinfo=dt.UTC)
 
 
 def test_heavy_imports_stay_inside_tasks() -> None:

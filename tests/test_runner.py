@@ -69,6 +69,25 @@ def test_a_failing_cell_is_named_with_the_executed_copy(tmp_path: Path) -> None:
     assert "\n" not in message
 
 
+def test_the_kernel_process_writes_its_own_output_to_the_log_not_the_terminal(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    nb = make_notebook(
+        tmp_path / "noisy.ipynb",
+        "import os, sys\n"
+        "os.write(2, b'jvm-style noise on fd 2\\n')\n"
+        "print('cell output')\n"
+        "print('cell warning', file=sys.stderr)",
+    )
+    log = tmp_path / "runs" / "noisy.log"
+    out = execute_notebook(nb, tmp_path / "runs" / "noisy.ipynb", kernel_log=log)
+    terminal = capfd.readouterr()
+    assert "jvm-style noise on fd 2" in log.read_text()
+    assert "jvm-style noise" not in terminal.err + terminal.out
+    cell_output = "".join(o.get("text", "") for c in out.cells for o in c.get("outputs", []))
+    assert "cell output" in cell_output and "cell warning" in cell_output  # cells keep theirs
+
+
 def test_pipeline_stops_at_a_failure_and_keeps_every_executed_copy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -88,7 +107,9 @@ def test_pipeline_stops_at_a_failure_and_keeps_every_executed_copy(
     assert "ZeroDivisionError" in summary.steps[1].error
     folder = Path(summary.folder)
     assert folder.name == "t-1" and folder.parent.name == "2025-01-01_2025-01-02"
-    assert {p.name for p in folder.iterdir()} == {"01.ipynb", "02.ipynb", "summary.json"}
+    assert {p.name for p in folder.iterdir()} == {
+        "01.ipynb", "01.log", "02.ipynb", "02.log", "summary.json"
+    }
     out = capsys.readouterr().out
     assert "not run (depend on second): third" in out
     render_summary(summary)
