@@ -36,12 +36,10 @@ import shutil
 import tempfile
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from lab_env import samples
-from lab_env.config import get_settings
 from lab_env.runner import RunSummary, run_pipeline, step_named
 from lab_env.storage import RawStore, get_store
 
@@ -53,20 +51,11 @@ SEED = 20250101
 WIDTH = 100  # the docs' line length
 
 
-@contextlib.contextmanager
-def lab_home(home: Path) -> Iterator[None]:
-    """Point this process, and the kernels ``run_pipeline`` starts, at ``home``."""
-    previous = os.environ.get("LAB_HOME")
-    os.environ["LAB_HOME"] = str(home)
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("LAB_HOME", None)
-        else:
-            os.environ["LAB_HOME"] = previous
-        get_settings.cache_clear()
+def lab_home(home: Path) -> contextlib.AbstractContextManager[None]:
+    """Point this process, and the kernels it starts, at ``home``."""
+    from lab_env.config import lab_environment
+
+    return lab_environment(LAB_HOME=str(home))
 
 
 def asset_specs(count: int) -> list[samples.AssetSpec]:

@@ -38,7 +38,6 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,22 +62,11 @@ LARGE_START = dt.date(2025, 1, 1)
 LARGE_DAYS = 365
 
 
-@contextlib.contextmanager
-def lab_home(home: Path) -> Iterator[None]:
-    """Point this process (and the kernels it starts) at ``home``."""
-    from lab_env.config import get_settings
+def lab_home(home: Path) -> contextlib.AbstractContextManager[None]:
+    """Point this process, and the kernels it starts, at ``home``."""
+    from lab_env.config import lab_environment
 
-    previous = os.environ.get("LAB_HOME")
-    os.environ["LAB_HOME"] = str(home)
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop("LAB_HOME", None)
-        else:
-            os.environ["LAB_HOME"] = previous
-        get_settings.cache_clear()
+    return lab_environment(LAB_HOME=str(home))
 
 
 def ingest_bronze(start: str, end: str) -> None:

@@ -9,7 +9,10 @@ Two profiles share every name below:
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -70,6 +73,9 @@ class Settings(BaseSettings):
 
     # production runs: where a failed task's alert goes besides the log (a Slack-style webhook)
     alert_webhook_url: SecretStr | None = Field(default=None, repr=False)  # URLs carry tokens
+    # write-audit-publish: the Iceberg branch Spark writes WAP-enabled tables (gold) to; the
+    # runner sets it for the gold step, the quality gate publishes it. Unset: write main.
+    wap_branch: str | None = None
 
     @field_validator("profile", mode="before")
     @classmethod
@@ -134,3 +140,23 @@ def load_settings(**overrides: object) -> Settings:
 def get_settings() -> Settings:
     """The process's settings, read once. Tests call ``get_settings.cache_clear()``."""
     return load_settings()
+
+
+@contextlib.contextmanager
+def lab_environment(**variables: str) -> Iterator[None]:
+    """Set ``LAB_*`` variables for this process and the kernels it starts, then restore them.
+
+    ``get_settings()`` follows: it is re-read on entry and on exit.
+    """
+    previous = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        for name, value in previous.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        get_settings.cache_clear()

@@ -10,7 +10,6 @@ import argparse
 import contextlib
 import datetime as dt
 import json
-import os
 import sys
 import time
 import uuid
@@ -19,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lab_env.config import Settings, get_settings
+from lab_env.config import Settings, get_settings, lab_environment
 from lab_env.errors import LabError
 
 if TYPE_CHECKING:
@@ -129,7 +128,8 @@ def _kernel_logging_to(log: Path) -> type:
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: object) -> None:
             log.parent.mkdir(parents=True, exist_ok=True)
             with log.open("ab") as sink:  # the kernel (and the JVM it starts) keep their own copy
-                await super()._async_launch_kernel(kernel_cmd, **{**kw, "stdout": sink, "stderr": sink})
+                streams = {"stdout": sink, "stderr": sink}
+                await super()._async_launch_kernel(kernel_cmd, **{**kw, **streams})
 
     return KernelLoggingToFile
 
@@ -272,16 +272,8 @@ def source_endpoint(settings: Settings) -> Iterator[None]:
         return
     from lab_env.replay import replay_server
 
-    with replay_server() as url:
-        previous = os.environ.get("LAB_COINCAP_URL")
-        os.environ["LAB_COINCAP_URL"] = url
-        try:
-            yield
-        finally:
-            if previous is None:
-                os.environ.pop("LAB_COINCAP_URL", None)
-            else:
-                os.environ["LAB_COINCAP_URL"] = previous
+    with replay_server() as url, lab_environment(LAB_COINCAP_URL=url):
+        yield
 
 
 @contextlib.contextmanager
@@ -293,23 +285,13 @@ def kernel_env(settings: Settings, *, record_progress: bool = True) -> Iterator[
     configured; production runs (``record_progress=False``) keep their checks out of the
     learner's progress.
     """
-    overrides = {
-        "LAB_HOME": str(settings.lab_home),
-        "LAB_RECORD_PROGRESS": str(record_progress).lower(),
-    }
-    previous = {name: os.environ.get(name) for name in overrides}
-    os.environ.update(overrides)
-    get_settings.cache_clear()
-    try:
-        with source_endpoint(settings):
-            yield
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        get_settings.cache_clear()
+    with (
+        lab_environment(
+            LAB_HOME=str(settings.lab_home), LAB_RECORD_PROGRESS=str(record_progress).lower()
+        ),
+        source_endpoint(settings),
+    ):
+        yield
 
 
 def run_pipeline(

@@ -10,26 +10,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+from nbformat.v4 import new_markdown_cell, new_output
+from notebook_builders import code, write_notebook
 
 import lab_env.checks
 from lab_env import exercises
 from lab_env.cli import main
 from lab_env.errors import LabError
-
-
-def write_notebook(path: Path, *cells: nbformat.NotebookNode) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nb = new_notebook(cells=list(cells))
-    nb.metadata["kernelspec"] = {
-        "name": "python3", "display_name": "Python 3", "language": "python"
-    }
-    nbformat.write(nb, str(path))
-    return path
-
-
-def code(source: str, **kwargs: object) -> nbformat.NotebookNode:
-    return new_code_cell(textwrap.dedent(source).strip("\n"), **kwargs)
 
 
 def learner(solution: Path) -> nbformat.NotebookNode:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from nbformat.v4 import new_markdown_cell
+from notebook_builders import code, write_notebook
 
 from lab_env import grading
 from lab_env.checks import load_results
@@ -21,20 +22,6 @@ from lab_env.grading import kernel_env
 pytestmark = pytest.mark.notebook
 
 CHECK_IMPORT = "from lab_env.checks import exercise, ok, fail"
-
-
-def write_notebook(path: Path, *cells: nbformat.NotebookNode) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    nb = new_notebook(cells=list(cells))
-    nb.metadata["kernelspec"] = {
-        "name": "python3", "display_name": "Python 3", "language": "python"
-    }
-    nbformat.write(nb, str(path))
-    return path
-
-
-def code(source: str, **kwargs: object) -> nbformat.NotebookNode:
-    return new_code_cell(textwrap.dedent(source).strip("\n"), **kwargs)
 
 
 def inline_check(exercise_id: str, title: str, condition: str, hint: str, call: str = "") -> str:
