@@ -197,6 +197,8 @@ def test_an_airflow_backfill_builds_the_same_tables_as_lab_run(tmp_path: Path) -
         "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__CORE__PARALLELISM": "2",
+        # standalone starts its parts as `airflow ...` commands: this venv's, found on PATH
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
     log = (tmp_path / "standalone.log").open("w")
     standalone = subprocess.Popen(  # scheduler, API server, DAG processor, triggerer
@@ -206,8 +208,8 @@ def test_an_airflow_backfill_builds_the_same_tables_as_lab_run(tmp_path: Path) -
     try:
         deadline = time.monotonic() + 600
         while "lakehouse_daily" not in airflow_cli(env, "dags", "list").stdout:
-            assert standalone.poll() is None, (tmp_path / "standalone.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the DAG processor never parsed lakehouse_daily"
+            said = (tmp_path / "standalone.log").read_text()[-3000:]
+            assert standalone.poll() is None and time.monotonic() < deadline, said
             time.sleep(5)
         assert airflow_cli(env, "dags", "unpause", "lakehouse_daily").returncode == 0
         created = airflow_cli(env, "backfill", "create", "--dag-id", "lakehouse_daily",
