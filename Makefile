@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lakehouse-lab)" >/dev/null
 	touch $(STAMP)
 
-system: ## install the system packages (Java 17 check, SQLite JDBC driver, docker-compose for the static checks)
+system: ## install the system packages (Java 17 check, SQLite JDBC driver, chromium for the Data Docs test, docker-compose for the static checks)
 	@java -version 2>&1 | grep -q 'version "17' || { echo "Java 17 is needed: sudo apt-get install -y openjdk-17-jre-headless"; exit 1; }
 	@missing=""; \
 	[ -f $(SQLITE_JDBC) ] || missing="$$missing libxerial-sqlite-jdbc-java"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	{ command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1; } || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then \
 	  if [ -n "$(APT)" ] && { [ -z "$(SUDO)" ] || sudo -n true 2>/dev/null; }; then \

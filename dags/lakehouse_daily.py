@@ -14,8 +14,13 @@ timetable: its run for a day starts at that day's midnight, with the day not yet
 - A failed task raises an alert: a log line always, a webhook post when
   `LAB_ALERT_WEBHOOK_URL` is set.
 - `bronze_landed` waits until the day's bronze files exist before silver reads them.
+- `gold` writes to the run's Iceberg audit branch; `quality` validates every layer with Great
+  Expectations and publishes gold (fast-forwards `main`), or fails without retrying, keeping
+  `main` as it was and the data on the branch (docs/quality.md). Gold's Asset is updated by
+  `quality`, so what is scheduled on gold waits for the publish.
 - Params (trigger with config): `start_date`/`end_date` to run a range in one go,
-  `full_refresh` to rebuild silver and gold, `assets` to fetch some assets' history only.
+  `full_refresh` to rebuild silver and gold, `assets` to fetch some assets' history only,
+  `evolve_schema` to let silver add fields the source newly sends.
 
 Backfill a range: `airflow backfill create --dag-id lakehouse_daily --from-date 2025-01-01
 --to-date 2025-01-31`.
@@ -28,7 +33,7 @@ from typing import Any
 
 from airflow.sdk import Asset, Param, dag, task
 
-# Airflow 3.3 keeps the Task SDK's timetables here; later releases also export them from airflow.sdk.
+# Airflow 3.3 keeps the Task SDK's timetables here; later releases export them from airflow.sdk.
 from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
 
 BRONZE = Asset("lakehouse://bronze/coincap")
@@ -68,11 +73,17 @@ def _run_layer(name: str, context: dict[str, Any]) -> dict[str, Any]:
         run_id,
         bool(context["params"].get("full_refresh")),
         context["params"].get("assets") or (),
+        bool(context["params"].get("evolve_schema")),
     )
     folder = run_folder(settings, start, end, run_id)
     with kernel_env(settings, record_progress=False):
         result = run_step(step_named(name), params, folder, settings)
     if not result.ok:
+        if "QualityGateFailed" in result.error:
+            from airflow.sdk.exceptions import AirflowFailException
+
+            # Bad data stays bad on a retry: fail now (the gate has sent its own alert).
+            raise AirflowFailException(result.error)
         raise LabError(result.error)
     return {
         "seconds": round(result.seconds, 1),
@@ -116,6 +127,9 @@ DEFAULT_ARGS = {
             description="last date to process, inclusive (default: start_date)",
         ),
         "full_refresh": Param(False, type="boolean", description="rebuild silver and gold"),
+        "evolve_schema": Param(
+            False, type="boolean", description="silver adds new source fields as columns"
+        ),
         "assets": Param(
             [],
             type="array",
@@ -145,12 +159,17 @@ def lakehouse_daily() -> None:
         """Type, deduplicate and upsert the day's bronze into silver Iceberg tables."""
         return _run_layer("silver", context)
 
-    @task(outlets=[GOLD])
+    @task
     def gold(**context: Any) -> dict[str, Any]:
-        """Recompute the gold marts for the days the run touched."""
+        """Recompute the gold marts for the days the run touched, on the run's audit branch."""
         return _run_layer("gold", context)
 
-    bronze() >> bronze_landed() >> silver() >> gold()
+    @task(outlets=[GOLD])
+    def quality(**context: Any) -> dict[str, Any]:
+        """Audit the run; publish gold (fast-forward main to the audit branch) or stop here."""
+        return _run_layer("quality", context)
+
+    bronze() >> bronze_landed() >> silver() >> gold() >> quality()
 
 
 lakehouse_daily()

@@ -19,6 +19,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lab_env.ingest",
     "lab_env.replay",
     "lab_env.lineage",
+    "lab_env.maintain",
+    "lab_env.quality.report",
 )
 
 

@@ -44,7 +44,12 @@ STEPS: tuple[Step, ...] = (
     Step("bronze", SOLUTIONS / "02_bronze.ipynb"),
     Step("silver", SOLUTIONS / "03_silver.ipynb"),
     Step("gold", SOLUTIONS / "04_gold.ipynb"),
+    # The gate: audits the run, then publishes gold from the run's audit branch (or stops it).
+    Step("quality", SOLUTIONS / "06_quality.ipynb"),
 )
+# Gold writes to an Iceberg branch that only the quality step publishes (write-audit-publish).
+GATED = "gold"
+GATE = "quality"
 
 
 class StepFailed(LabError):
@@ -124,7 +129,7 @@ def _kernel_logging_to(log: Path) -> type:
     """A kernel manager class whose kernels write their own stdout and stderr to ``log``."""
     from jupyter_client.manager import AsyncKernelManager
 
-    class KernelLoggingToFile(AsyncKernelManager):  # type: ignore[misc]
+    class KernelLoggingToFile(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: object) -> None:
             log.parent.mkdir(parents=True, exist_ok=True)
             with log.open("ab") as sink:  # the kernel (and the JVM it starts) keep their own copy
@@ -214,6 +219,7 @@ def run_parameters(
     run_id: str,
     full_refresh: bool = False,
     assets: Sequence[str] = (),
+    evolve_schema: bool = False,
 ) -> dict[str, object]:
     """The papermill parameters every step receives (each notebook takes those it declares)."""
     return {
@@ -222,6 +228,7 @@ def run_parameters(
         "run_id": run_id,
         "full_refresh": full_refresh,
         "assets": list(assets),  # bronze fetches these assets' history only; empty: all
+        "evolve_schema": evolve_schema,  # silver adds new source fields as columns
         "measure_engines": False,  # gold's Spark-vs-DuckDB timing is the lesson's, not the job's
     }
 
@@ -232,17 +239,39 @@ def run_folder(settings: Settings, start: dt.date, end: dt.date, run_id: str) ->
     return settings.runs_dir / dates / run_id.replace(":", "-").replace("+", "-")
 
 
+@contextlib.contextmanager
+def step_env(step: Step, params: dict[str, object], gated: bool) -> Iterator[None]:
+    """A gated gold step's kernel writes to the run's audit branch: ``LAB_WAP_BRANCH``."""
+    if step.name != GATED or not gated:
+        yield
+        return
+    from lab_env.quality.suites import audit_branch
+
+    with lab_environment(LAB_WAP_BRANCH=audit_branch(str(params["run_id"]))):
+        yield
+
+
 def run_step(
-    step: Step, params: dict[str, object], folder: Path, settings: Settings | None = None
+    step: Step,
+    params: dict[str, object],
+    folder: Path,
+    settings: Settings | None = None,
+    *,
+    gated: bool = True,
 ) -> StepResult:
-    """Execute one step's notebook into ``folder`` and report what it did to the tables."""
+    """Execute one step's notebook into ``folder`` and report what it did to the tables.
+
+    ``gated``: the quality step follows, so gold writes to the run's audit branch for it to
+    publish (write-audit-publish); without it gold writes main directly.
+    """
     settings = settings or get_settings()
     before = _snapshot_ids(settings)
     output = folder / step.notebook.name
     began = time.perf_counter()
     error = ""
     try:
-        execute_notebook(step.notebook, output, params, kernel_log=output.with_suffix(".log"))
+        with step_env(step, params, gated):
+            execute_notebook(step.notebook, output, params, kernel_log=output.with_suffix(".log"))
     except StepFailed as exc:
         error = str(exc)
     return StepResult(
@@ -300,6 +329,7 @@ def run_pipeline(
     *,
     full_refresh: bool = False,
     assets: Sequence[str] = (),
+    evolve_schema: bool = False,
     steps: Sequence[Step] | None = None,
     run_id: str | None = None,
     echo: bool = True,
@@ -313,8 +343,9 @@ def run_pipeline(
     run_id = run_id or new_run_id()
     folder = run_folder(settings, start, end, run_id)
     summary = RunSummary(run_id, str(start), str(end), full_refresh, str(folder))
-    params = run_parameters(start, end, run_id, full_refresh, assets)
+    params = run_parameters(start, end, run_id, full_refresh, assets, evolve_schema)
     chosen = list(steps or STEPS)
+    gated = any(step.name == GATE for step in chosen)  # gold goes to a branch only if published
     console = _console() if echo else None
     if console:
         console.print(
@@ -325,7 +356,7 @@ def run_pipeline(
         for index, step in enumerate(chosen, start=1):
             if console:
                 console.print(f"[{index}/{len(chosen)}] {step.name}: {step.notebook.name} ...")
-            result = run_step(step, params, folder, settings)
+            result = run_step(step, params, folder, settings, gated=gated)
             summary.steps.append(result)
             if console and result.ok:
                 console.print(f"  done in {result.seconds:.1f}s")
@@ -371,6 +402,9 @@ def render_summary(summary: RunSummary) -> None:
             )
     if tables.row_count:
         console.print(tables)
+    report = Path(summary.folder) / "quality" / "index.html"
+    if report.is_file():
+        console.print(f"Quality report: {report}  (lab docs --run {summary.run_id} --serve)")
     console.print(
         "[green]Run complete.[/green]"
         if summary.ok
@@ -399,7 +433,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         start, end = args.start or args.end, args.end or args.start
     steps = [s for s in STEPS if not args.steps or s.name in args.steps]
     summary = run_pipeline(
-        start, end, full_refresh=args.full_refresh, assets=args.assets or (), steps=steps
+        start,
+        end,
+        full_refresh=args.full_refresh,
+        assets=args.assets or (),
+        evolve_schema=args.evolve_schema,
+        steps=steps,
     )
     render_summary(summary)
     return 0 if summary.ok else 1
@@ -407,11 +446,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "run", help="run bronze -> silver -> gold for a date range (default: the sample range)"
+        "run",
+        help="run bronze -> silver -> gold -> quality for a date range (default: the sample range)",
     )
     parser.add_argument("--start", type=_date, help="first logical date, YYYY-MM-DD")
     parser.add_argument("--end", type=_date, help="last logical date, YYYY-MM-DD (inclusive)")
     parser.add_argument("--full-refresh", action="store_true", help="rebuild silver and gold")
+    parser.add_argument(
+        "--evolve-schema",
+        action="store_true",
+        help="let silver add fields the source newly sends as columns (docs/maintenance.md)",
+    )
     parser.add_argument(
         "--assets",
         nargs="+",

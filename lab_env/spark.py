@@ -39,6 +39,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.driver.memory": settings.spark_driver_memory,
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
     }
+    if settings.wap_branch:
+        # Write-audit-publish: tables with write.wap.enabled=true commit to this branch (created
+        # from main on the first write), and reads see the branch once it exists.
+        conf["spark.wap.branch"] = settings.wap_branch
     local_jars: list[str] = []
     packages: list[str] = []
     for choice in (jars.iceberg_jar(settings),) + (

@@ -7,10 +7,14 @@ LAB_HOME (``lab_home``); tests that need isolation use their own table names or
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,3 +70,35 @@ def catalog(lab_home: Path):  # type: ignore[no-untyped-def]
     cat = get_catalog()
     ensure_namespaces(cat)
     return cat
+
+
+@pytest.fixture
+def alert_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """A real HTTP receiver on 127.0.0.1: its URL, and the JSON bodies posted to it."""
+    received: list[dict[str, Any]] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}/alert", received
+    server.shutdown()
+
+
+@pytest.fixture
+def webhook(
+    alert_receiver: tuple[str, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> Iterator[list[dict[str, Any]]]:
+    """LAB_ALERT_WEBHOOK_URL pointed at a real receiver, for this process; the alerts it got."""
+    url, received = alert_receiver
+    monkeypatch.setenv("LAB_ALERT_WEBHOOK_URL", url)
+    get_settings.cache_clear()
+    yield received
+    get_settings.cache_clear()

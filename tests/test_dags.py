@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import itertools
-import json
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -38,13 +34,17 @@ def test_every_dag_has_tags_retries_and_timeouts(dagbag) -> None:  # type: ignor
 
 def test_production_dag_shape(dagbag) -> None:  # type: ignore[no-untyped-def]
     dag = dagbag.dags["lakehouse_daily"]
-    order = ["bronze", "bronze_landed", "silver", "gold"]
+    order = ["bronze", "bronze_landed", "silver", "gold", "quality"]
     for upstream, downstream in itertools.pairwise(order):
         assert downstream in dag.get_task(upstream).downstream_task_ids
+    # gold is visible to what is scheduled on it only once the quality gate published it
+    assert [a.uri for a in dag.get_task("quality").outlets] == ["lakehouse://gold/fct_asset_daily"]
+    assert not dag.get_task("gold").outlets
     for task in dag.tasks:
         assert task.retry_exponential_backoff >= 2.0  # a multiplier since Airflow 3, not a flag
         assert task.on_failure_callback, f"{task.task_id} raises no alert"
-    assert {"start_date", "end_date", "full_refresh", "assets"} <= set(dag.params.keys())
+    params = {"start_date", "end_date", "full_refresh", "assets", "evolve_schema"}
+    assert params <= set(dag.params.keys())
 
 
 def test_a_day_is_processed_after_it_has_ended(dagbag) -> None:  # type: ignore[no-untyped-def]
@@ -73,32 +73,6 @@ def test_heavy_imports_stay_inside_tasks() -> None:
     top_level = [line for line in header.splitlines() if line.startswith(("import ", "from "))]
     for heavy in ("pyspark", "papermill", "pandas", "lab_env"):
         assert not any(heavy in line for line in top_level), heavy
-
-
-@pytest.fixture
-def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, str]]]:
-    """A real HTTP receiver on 127.0.0.1 collecting the alerts posted to it."""
-    received: list[dict[str, str]] = []
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    from lab_env.config import get_settings
-
-    monkeypatch.setenv("LAB_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/alert")
-    get_settings.cache_clear()
-    yield received
-    server.shutdown()
-    get_settings.cache_clear()
 
 
 def test_failure_callback_logs_and_posts_the_alert(

@@ -121,3 +121,32 @@ def test_a_range_that_ends_before_it_starts_is_refused() -> None:
 
     with pytest.raises(LabError, match="swap --start and --end"):
         run_pipeline(dt.date(2025, 2, 1), dt.date(2025, 1, 1), steps=[])
+
+
+def test_only_a_gold_step_followed_by_the_gate_writes_to_the_audit_branch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    monkeypatch.setenv("LAB_COINCAP_URL", "http://127.0.0.1:9/v3")  # no replay server needed
+    monkeypatch.delenv("LAB_WAP_BRANCH", raising=False)
+    from lab_env.config import get_settings
+
+    get_settings.cache_clear()
+    probe = "import os\nprint('WAP', os.environ.get('LAB_WAP_BRANCH'))"
+    gold = Step("gold", make_notebook(tmp_path / "gold.ipynb", probe))
+    gate = Step("quality", make_notebook(tmp_path / "gate.ipynb", probe))
+    day = dt.date(2025, 1, 1)
+    gated = run_pipeline(day, day, steps=[gold, gate], run_id="r:1+x", echo=False)
+    ungated = run_pipeline(day, day, steps=[gold], run_id="r2", echo=False)
+    get_settings.cache_clear()
+
+    def printed(output: str) -> str:
+        nb = nbformat.read(output, as_version=4)
+        return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+
+    assert gated.ok and ungated.ok
+    assert "WAP audit_r_1_x" in printed(gated.steps[0].output)  # gold, with the gate after it
+    assert "WAP None" in printed(gated.steps[1].output)  # the gate itself reads, it never writes
+    assert "WAP None" in printed(ungated.steps[0].output)  # no gate: gold writes main
+    assert "LAB_WAP_BRANCH" not in os.environ

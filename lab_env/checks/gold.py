@@ -127,10 +127,17 @@ def _recompute(start: dt.date, end: dt.date,
 
 def gold_rows(mart: str, start: dt.date, end: dt.date, namespace: str = "gold") -> pa.Table:
     """The rows of ``<namespace>.<mart>`` for ``start``..``end`` (all rows of the dimension)."""
+    from lab_env.config import get_settings
+
     table = load_table(f"{namespace}.{mart}")
+    # A production run writes gold to its audit branch (LAB_WAP_BRANCH): check what it wrote.
+    branch = get_settings().wap_branch
+    snapshot = table.snapshot_by_name(branch) if branch else None
+    at = snapshot.snapshot_id if snapshot else None
     if mart == "dim_asset":
-        return table.scan().to_arrow()
-    return table.scan(row_filter=f"trade_date >= '{start}' AND trade_date <= '{end}'").to_arrow()
+        return table.scan(snapshot_id=at).to_arrow()
+    return table.scan(row_filter=f"trade_date >= '{start}' AND trade_date <= '{end}'",
+                      snapshot_id=at).to_arrow()
 
 
 def difference(mart: str, actual: pa.Table, expected: pa.Table,

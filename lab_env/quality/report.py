@@ -1,0 +1,190 @@
+"""Data Docs per run, the run's quality report page, and ``lab docs``.
+
+Each gate run gets its own file-mode Great Expectations project in the run's folder,
+``runs/<dates>/<run_id>/quality/``: the suites and validation results as JSON under ``gx/``,
+the Data Docs site under ``data_docs/``, and ``index.html``, a page listing every suite
+with its result and linking to its Data Docs pages. ``report.json`` holds the same for
+programs. Great Expectations' own site index builds its table with scripts from public CDNs;
+its validation pages are plain HTML, and so is ``index.html``, so the report reads offline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import html
+import json
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from lab_env.config import get_settings
+from lab_env.errors import LabError
+from lab_env.quality.suites import CRITICAL, WARNING, load_gx
+
+if TYPE_CHECKING:
+    from lab_env.quality.gate import GateReport
+
+INDEX = "index.html"
+
+
+def quality_folder(start: dt.date, end: dt.date, run_id: str, folder: Path | None = None) -> Path:
+    """``<run folder>/quality``: where a run's Data Docs and report live."""
+    from lab_env.runner import run_folder
+
+    return (folder or run_folder(get_settings(), start, end, run_id)) / "quality"
+
+
+def new_context(quality_dir: Path) -> Any:
+    """A fresh file-mode GX project in ``quality_dir`` (a re-run of the same run replaces it)."""
+    gx = load_gx()
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    if quality_dir.exists():
+        shutil.rmtree(quality_dir)
+    quality_dir.mkdir(parents=True)
+    context = gx.get_context(mode="file", project_root_dir=str(quality_dir))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.variables.save()
+    context.update_data_docs_site("local_site", {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
+        "store_backend": {"class_name": "TupleFilesystemStoreBackend",
+                          "base_directory": str(quality_dir / "data_docs")},
+        "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+    })
+    return context
+
+
+def _pages(quality_dir: Path, kind: str, suite: str) -> list[Path]:
+    base = quality_dir / "data_docs" / kind
+    pattern = "*/*/*.html" if kind == "validations" else ""
+    where = base.joinpath(*suite.split("."))
+    if kind == "expectations":
+        page = where.with_suffix(".html")
+        return [page] if page.is_file() else []
+    return sorted(where.glob(pattern))
+
+
+def build(context: Any, report: GateReport, quality_dir: Path) -> Path:
+    """Build the Data Docs and the report page; return the page (``quality/index.html``)."""
+    context.build_data_docs()
+    suites: dict[str, list] = {}
+    for outcome in report.outcomes:
+        suites.setdefault(outcome.suite, []).append(outcome)
+    (quality_dir / "report.json").write_text(json.dumps(
+        {**asdict(report), "verdict": report.verdict, "blocked": report.blocked}, indent=2,
+        default=str) + "\n")
+    esc = html.escape
+    rows = []
+    for name, outcomes in suites.items():
+        crit = sum(1 for o in outcomes if not o.success and o.severity == CRITICAL)
+        warn = sum(1 for o in outcomes if not o.success and o.severity == WARNING)
+        status = "Failed" if crit else ("Passed with warnings" if warn else "Passed")
+        css = "failed" if crit else ("warned" if warn else "passed")
+        links = [f'<a href="{p.relative_to(quality_dir)}">results</a>'
+                 for p in _pages(quality_dir, "validations", name)]
+        links += [f'<a href="{p.relative_to(quality_dir)}">expectations</a>'
+                  for p in _pages(quality_dir, "expectations", name)]
+        rows.append(
+            f'<tr class="{css}"><td>{esc(name.split(".")[0])}</td>'
+            f'<td class="suite">{esc(name)}</td><td class="status">{status}</td>'
+            f"<td>{len(outcomes)}</td><td>{crit}</td><td>{warn}</td>"
+            f"<td>{' · '.join(links)}</td></tr>")
+    failed = [
+        f'<tr class="{"failed" if o.severity == CRITICAL else "warned"}"><td>{esc(o.suite)}</td>'
+        f"<td>{esc(o.severity)}</td><td>{esc(o.rule)}</td><td>{esc(o.column)}</td>"
+        f"<td>{esc(o.observed)}</td></tr>"
+        for o in report.failures()
+    ]
+    verdicts = {
+        "BLOCKED": f"Blocked: gold was not published; main is untouched and branch "
+                   f"<code>{esc(report.branch)}</code> keeps the audited data.",
+        "PUBLISHED": f"Published: main of {', '.join(map(esc, report.published))} was "
+                     f"fast-forwarded to the audited branch.",
+        "PASSED": "Passed: nothing was waiting on an audit branch, main was audited as it is.",
+    }
+    audited = ", ".join(f"{esc(t)}@{esc(r)}" for t, r in report.audited.items())
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Quality report: run {esc(report.run_id)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
+table {{ border-collapse: collapse; margin: 1rem 0; }}
+th, td {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; }}
+tr.failed td.status, .verdict.BLOCKED {{ color: #b00020; font-weight: bold; }}
+tr.warned td.status {{ color: #a06000; }}
+tr.passed td.status, .verdict.PUBLISHED, .verdict.PASSED {{ color: #1b5e20; }}
+</style></head><body>
+<h1>Quality report: run <code>{esc(report.run_id)}</code></h1>
+<p>Dates {esc(report.start)} .. {esc(report.end)}. Gold audited at: {audited}.</p>
+<p class="verdict {report.verdict}" id="verdict">{verdicts[report.verdict]}</p>
+<p>{esc(report.describe())}</p>
+<h2>Suites</h2>
+<table id="suites"><thead><tr><th>layer</th><th>suite</th><th>result</th><th>expectations</th>
+<th>critical failures</th><th>warnings</th><th>Data Docs</th></tr></thead>
+<tbody>{"".join(rows)}</tbody></table>
+<h2>Failed expectations</h2>
+{"<p>None.</p>" if not failed else
+ '<table id="failures"><thead><tr><th>suite</th><th>severity</th><th>rule</th><th>column</th>'
+ '<th>found</th></tr></thead><tbody>' + "".join(failed) + "</tbody></table>"}
+<p>Great Expectations' own <a href="data_docs/index.html">Data Docs home</a> lists the same
+validations (its table needs the internet for its scripts).</p>
+</body></html>
+"""
+    index = quality_dir / INDEX
+    index.write_text(page, encoding="utf-8")
+    return index
+
+
+def find_report(run_id: str | None = None) -> Path:
+    """The quality report of ``run_id``, or of the latest run that has one."""
+    runs = get_settings().runs_dir
+    pages = list(runs.glob(f"*/*/quality/{INDEX}"))
+    if run_id:
+        wanted = run_id.replace(":", "-").replace("+", "-")
+        pages = [p for p in pages if p.parents[1].name == wanted]
+    if not pages:
+        raise LabError(
+            f"No quality report {'for run ' + run_id + ' ' if run_id else ''}under {runs}.",
+            "run the gate first: `lab run` (or the 06_quality notebook); `lab docs` without "
+            "--run shows the latest.",
+        )
+    return max(pages, key=lambda p: p.stat().st_mtime)
+
+
+def serve(folder: Path, port: int = 0) -> None:
+    """Serve ``folder`` on 127.0.0.1 until Ctrl-C."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
+    with ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
+        print(f"Serving http://127.0.0.1:{server.server_port}/{INDEX} (Ctrl-C to stop)",
+              flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            server.serve_forever()
+
+
+def _cmd_docs(args: argparse.Namespace) -> int:
+    page = find_report(args.run)
+    print(page)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(page.as_uri())
+    if args.serve:
+        serve(page.parent, args.port)
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "docs", help="the quality report and Data Docs of a run (print, open or serve)")
+    parser.add_argument("--run", help="the run id (default: the latest run with a report)")
+    parser.add_argument("--serve", action="store_true", help="serve it on 127.0.0.1")
+    parser.add_argument("--port", type=int, default=8765, help="port for --serve (0: any free)")
+    parser.add_argument("--open", action="store_true", help="open it in your browser")
+    parser.set_defaults(handler=_cmd_docs)
