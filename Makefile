@@ -4,12 +4,11 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SQLITE_JDBC ?= /usr/share/java/sqlite-jdbc.jar
 APT := $(shell command -v apt-get 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system run test lint lock doctor clean
+.PHONY: help setup system jars run test lint lock doctor clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -21,22 +20,37 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (lakehouse-lab)" >/dev/null
 	touch $(STAMP)
 
-system: ## install the system packages (Java 17 check, SQLite JDBC driver, chromium for the Data Docs test, docker-compose for the static checks)
-	@java -version 2>&1 | grep -q 'version "17' || { echo "Java 17 is needed: sudo apt-get install -y openjdk-17-jre-headless"; exit 1; }
+# JupyterLab settings for this venv only (jupyter/README.md): 127.0.0.1, root allowed, no news.
+JUPYTER_SETTINGS := $(VENV)/etc/jupyter/jupyter_server_config.json \
+	$(VENV)/share/jupyter/lab/settings/overrides.json
+$(VENV)/etc/jupyter/jupyter_server_config.json: jupyter/jupyter_server_config.json $(STAMP)
+	mkdir -p $(@D) && cp $< $@
+$(VENV)/share/jupyter/lab/settings/overrides.json: jupyter/overrides.json $(STAMP)
+	mkdir -p $(@D) && cp $< $@
+
+system: ## install the system packages (Java 17 check, Maven for the jars, chromium for the Data Docs test, docker-compose for the static checks)
+	@java -version 2>&1 | grep -q 'version "17' || { echo "Java 17 is needed: sudo apt-get install -y openjdk-17-jre-headless (macOS: brew install openjdk@17)"; exit 1; }
 	@missing=""; \
-	[ -f $(SQLITE_JDBC) ] || missing="$$missing libxerial-sqlite-jdbc-java"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	{ command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1; } || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then \
 	  if [ -n "$(APT)" ] && { [ -z "$(SUDO)" ] || sudo -n true 2>/dev/null; }; then \
 	    echo "Installing system packages:$$missing"; \
 	    $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing >/dev/null; \
+	  elif [ -z "$(APT)" ] && command -v mvn >/dev/null; then \
+	    echo "Not installed, needed by a few tests only (they skip or fail without):$$missing"; \
+	  elif [ -z "$(APT)" ]; then \
+	    echo "Maven is needed to fetch the jars: install it (macOS: brew install maven)."; exit 1; \
 	  else \
 	    echo "Missing system packages:$$missing. Run: sudo apt-get install -y$$missing"; exit 1; \
 	  fi; \
 	fi
 
-setup: $(STAMP) system ## create .venv and install everything (pinned)
+jars: ## fetch the pinned jars (jars/jars.lock) from Maven Central into jars/lib and check their SHA-256
+	jars/fetch.sh
+
+setup: $(STAMP) system jars $(JUPYTER_SETTINGS) ## create .venv and install everything (pinned)
 
 run: setup ## the main job: bronze -> silver -> gold over the bundled sample range
 	$(BIN)/lab run

@@ -62,6 +62,7 @@ def _run_layer(name: str, context: dict[str, Any]) -> dict[str, Any]:
     """Execute one layer's notebook for this run and return what it did."""
     from lab_env.config import get_settings
     from lab_env.errors import LabError
+    from lab_env.lock import lakehouse_lock
     from lab_env.runner import kernel_env, run_folder, run_parameters, run_step, step_named
 
     settings = get_settings()
@@ -76,7 +77,11 @@ def _run_layer(name: str, context: dict[str, Any]) -> dict[str, Any]:
         bool(context["params"].get("evolve_schema")),
     )
     folder = run_folder(settings, start, end, run_id)
-    with kernel_env(settings, record_progress=False):
+    # One writer per LAB_HOME: while a `lab run` holds it, the task fails and retries later.
+    with (
+        lakehouse_lock(settings, run_id, f"lakehouse_daily.{name}"),
+        kernel_env(settings, record_progress=False),
+    ):
         result = run_step(step_named(name), params, folder, settings)
     if not result.ok:
         if "QualityGateFailed" in result.error:

@@ -24,6 +24,8 @@ from lab_env.errors import ConfigError
 PROFILES = ("local", "compose")
 # The repository's .env, found from any working directory (notebook kernels run in solutions/).
 REPO_ENV_FILE = Path(__file__).resolve().parents[1] / ".env"
+# Where `make jars` puts the pinned jars.
+REPO_JARS_DIR = Path(__file__).resolve().parents[1] / "jars" / "lib"
 
 
 class Settings(BaseSettings):
@@ -42,14 +44,16 @@ class Settings(BaseSettings):
     catalog_name: str = "lake"
 
     # Spark
-    # local[2] on the host in both profiles: executors in Docker cannot reach a driver outside
-    # it; the compose containers set spark://spark-master:7077 themselves.
+    # Unset means local[2] on both profiles: on the host, executors in Docker could not reach a
+    # driver outside it; the compose containers set spark://spark-master:7077 themselves.
     spark_master: str = "local[2]"
     spark_driver_memory: str = "2g"
     spark_ui: bool = False
-    iceberg_jar: Path | None = None  # override of the jar found in snowpark-connect-deps-iceberg
-    sqlite_jdbc_jar: Path = Path("/usr/share/java/sqlite-jdbc.jar")
-    jni_dir: Path = Path("/usr/lib/x86_64-linux-gnu/jni")
+    # The pinned jars (jars/jars.lock) that `make jars` fetches from Maven Central, and overrides
+    # of single jars in that folder.
+    jars_dir: Path = REPO_JARS_DIR
+    iceberg_jar: Path | None = None
+    sqlite_jdbc_jar: Path | None = None
 
     # compose profile: MinIO and the Iceberg REST catalog
     s3_endpoint: str = "http://localhost:9000"
@@ -76,6 +80,9 @@ class Settings(BaseSettings):
     # write-audit-publish: the Iceberg branch Spark writes WAP-enabled tables (gold) to; the
     # runner sets it for the gold step, the quality gate publishes it. Unset: write main.
     wap_branch: str | None = None
+    # one writer per LAB_HOME (lab_env.lock): how long a second writer waits for the first
+    # before it gives up with a line naming the holder
+    lock_wait_s: float = Field(default=5.0, ge=0)
 
     @field_validator("profile", mode="before")
     @classmethod

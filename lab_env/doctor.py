@@ -1,17 +1,28 @@
-"""``lab doctor``: is every piece the lab needs in place? Each failure names its fix."""
+"""``lab doctor``: is every piece the lab needs in place? Each failure names its fix.
+
+Besides the tools (Java, jars), it reads the lakehouse itself: a catalog file SQLite cannot
+read, a catalog that lost its tables while the warehouse still holds them, a table whose
+metadata file cannot be read, who holds LAB_HOME now, and the audit branches that failed or
+killed runs left on gold.
+"""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import subprocess
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from lab_env import jars
 from lab_env.config import Settings, get_settings
 from lab_env.errors import LabError
+
+if TYPE_CHECKING:
+    from pyiceberg.catalog import Catalog
 
 
 @dataclass(frozen=True)
@@ -20,6 +31,8 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    source: str = ""  # where a found piece came from, printed after the detail
+    skipped: bool = False  # not checked, because a check above failed
 
 
 def check_java(settings: Settings) -> Check:
@@ -41,43 +54,38 @@ def check_java(settings: Settings) -> Check:
     return Check("Java 17", True, f"{java} ({first})")
 
 
+def _check_jar(name: str, choice: jars.JarChoice) -> Check:
+    if choice.path is not None:
+        return Check(name, True, str(choice.path), source=choice.source)
+    return Check(name, False, choice.problem, choice.fix)
+
+
 def check_iceberg_jar(settings: Settings) -> Check:
-    choice = jars.iceberg_jar(settings)
-    if choice.found:
-        return Check("Iceberg Spark runtime", True, str(choice.path))
-    fix = (
-        "unset LAB_ICEBERG_JAR or point it at iceberg-spark-runtime-3.5_2.12-1.9.2.jar."
-        if settings.iceberg_jar is not None
-        else "run `make setup` (it installs snowpark-connect-deps-iceberg==1.0.1)."
-    )
-    return Check(
-        "Iceberg Spark runtime",
-        False,
-        f"no jar from {choice.source}; online, Spark would fetch {choice.maven} instead.",
-        fix,
-    )
+    return _check_jar("Iceberg Spark runtime", jars.iceberg_jar(settings))
 
 
 def check_sqlite_jdbc(settings: Settings) -> Check:
     if not settings.is_local:
         return Check("SQLite JDBC driver", True, "not needed by the compose profile")
-    choice = jars.sqlite_jdbc_jar(settings)
-    if not choice.found:
-        return Check(
-            "SQLite JDBC driver",
-            False,
-            f"{settings.sqlite_jdbc_jar} is missing; online, Spark would fetch {choice.maven}.",
-            "sudo apt-get install -y libxerial-sqlite-jdbc-java (or set LAB_SQLITE_JDBC_JAR).",
-        )
-    native = settings.jni_dir / "libsqlitejdbc.so"
-    if not native.is_file():
-        return Check(
-            "SQLite JDBC driver",
-            False,
-            f"its native library {native} is missing.",
-            "sudo apt-get install -y libxerial-sqlite-jdbc-java (or set LAB_JNI_DIR).",
-        )
-    return Check("SQLite JDBC driver", True, f"{choice.path} with {native}")
+    return _check_jar("SQLite JDBC driver", jars.sqlite_jdbc_jar(settings))
+
+
+def check_s3_jars(settings: Settings) -> Check:
+    name = "S3 jars for Spark"
+    if settings.is_local:
+        return Check(name, True, "not needed by the local profile")
+    choices = [c for c in jars.for_profile(settings) if c.pin.artifact != jars.ICEBERG_RUNTIME]
+    missing = [c for c in choices if not c.found]
+    if missing:
+        return _check_jar(name, missing[0])
+    sources = sorted({c.source for c in choices})
+    folders = sorted({str(c.path.parent) for c in choices if c.path is not None})
+    return Check(
+        name,
+        True,
+        f"{', '.join(c.pin.file_name for c in choices)} in {', '.join(folders)}",
+        source=", ".join(sources),
+    )
 
 
 def check_catalog(settings: Settings) -> Check:
@@ -99,12 +107,107 @@ def check_catalog(settings: Settings) -> Check:
         return Check(
             "Iceberg catalog",
             False,
-            f"{where}: {type(exc).__name__}: {exc}",
-            "run `lab run` to create it, or check LAB_HOME.",
+            f"{where}: {type(exc).__name__}: {' '.join(str(exc).split())}",
+            "check LAB_HOME (local) or LAB_REST_URI (compose); docs/maintenance.md covers a "
+            "damaged catalog.",
         )
     return Check(
         "Iceberg catalog", True, f"{where} (namespaces: {', '.join(namespaces) or 'none yet'})"
     )
+
+
+def _tables(settings: Settings) -> tuple[Catalog, list[str]] | None:
+    """The catalog and every table it lists, or None if it cannot be read."""
+    from lab_env.catalog import get_catalog
+
+    try:
+        catalog = get_catalog(settings)
+        names = [".".join(ident) for (namespace,) in catalog.list_namespaces()
+                 for ident in catalog.list_tables(namespace)]
+    except Exception:  # check_catalog reports it
+        return None
+    return catalog, sorted(names)
+
+
+def check_tables(settings: Settings) -> Check:
+    """Every table's current metadata file reads, and the catalog still lists the tables
+    the local warehouse holds."""
+    from lab_env.catalog import unreadable_metadata, warehouse_tables
+
+    name = "Iceberg tables"
+    found = _tables(settings)
+    if found is None:
+        return Check(name, True, "not checked: the catalog cannot be read (above)", skipped=True)
+    catalog, names = found
+    on_disk = warehouse_tables(settings)
+    if not names and on_disk:
+        shown = ", ".join(on_disk[:4]) + (", ..." if len(on_disk) > 4 else "")
+        return Check(
+            name,
+            False,
+            f"the catalog {settings.catalog_db} lists no tables, but the warehouse holds "
+            f"{len(on_disk)} ({shown}): the catalog file was replaced or emptied.",
+            "put back a copy of catalog.db if you have one; else rebuild silver and gold from "
+            "bronze: lab run --steps silver gold --full-refresh.",
+        )
+    broken = []
+    for table in names:
+        try:
+            catalog.load_table(table)
+        except Exception as exc:
+            broken.append(unreadable_metadata(table, exc, settings))
+    if broken:
+        more = f" ({len(broken) - 1} more table(s) too)" if len(broken) > 1 else ""
+        return Check(name, False, broken[0].problem + more, broken[0].fix or "")
+    if not names:
+        return Check(name, True, "none yet")
+    return Check(name, True, f"{len(names)} table(s), every metadata file readable")
+
+
+def check_lock(settings: Settings) -> Check:
+    """Who holds LAB_HOME now (never a failure: a run in progress is normal)."""
+    from lab_env.lock import current_holder
+
+    holder = current_holder(settings.lab_home)
+    return Check("LAB_HOME lock", True, f"in use by {holder.describe()}" if holder else "free")
+
+
+def check_audit_branches(settings: Settings) -> Check:
+    """List the audit branches that runs left behind (never a failure: the data is kept for
+    a look; `lab maintain` removes them after the retention)."""
+    from lab_env.lock import current_holder
+    from lab_env.maintain import Policy, audit_branches
+    from lab_env.quality.suites import audit_branch
+
+    name = "Audit branches"
+    found = _tables(settings)
+    if found is None:
+        return Check(name, True, "not checked: the catalog cannot be read (above)", skipped=True)
+    catalog, names = found
+    holder = current_holder(settings.lab_home)
+    running = audit_branch(holder.run_id) if holder and holder.run_id else None
+    now = dt.datetime.now(dt.UTC)
+    left = []
+    for table in names:
+        try:
+            branches = audit_branches(catalog.load_table(table), table)
+        except Exception:  # check_tables reports it
+            continue
+        left += [b for b in branches if b.branch != running]
+    if not left:
+        return Check(name, True, "none left by failed or killed runs")
+    retention = Policy().older_than.days
+    listed = ", ".join(f"{b.table}@{b.branch} ({_days(b.age(now))})" for b in left)
+    return Check(
+        name,
+        True,
+        f"{len(left)} left by runs that failed or were killed: {listed}; `lab maintain` removes "
+        f"those older than {retention}d (`lab maintain --dry-run` lists them)",
+    )
+
+
+def _days(age: dt.timedelta) -> str:
+    return f"{age.days}d old" if age.days else f"{int(age.total_seconds() // 3600)}h old"
 
 
 def check_storage(settings: Settings) -> Check:
@@ -146,7 +249,11 @@ CHECKS: tuple[Callable[[Settings], Check], ...] = (
     check_java,
     check_iceberg_jar,
     check_sqlite_jdbc,
+    check_s3_jars,
     check_catalog,
+    check_tables,
+    check_lock,
+    check_audit_branches,
     check_storage,
 )
 
@@ -160,7 +267,9 @@ def run_checks(settings: Settings | None = None) -> list[Check]:
 def report(checks: list[Check], profile: str) -> str:
     lines = [f"lab doctor (profile: {profile})"]
     for c in checks:
-        lines.append(f"  {'ok  ' if c.ok else 'FAIL'} {c.name}: {c.detail}")
+        source = f" (from {c.source})" if c.source else ""
+        status = "skip" if c.skipped else "ok  " if c.ok else "FAIL"
+        lines.append(f"  {status} {c.name}: {c.detail}{source}")
         if not c.ok:
             lines.append(f"       fix: {c.fix}")
     failed = sum(not c.ok for c in checks)

@@ -29,6 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 MARKDOWN_ANSWER = "*Your answer here.*"
+# A solution cell whose output is a fact of the seeded sample (a row count, a schema, a check's
+# verdict): its reference output stays in the committed notebook and nbval compares it.
+REFERENCE_TAG = "nbval-check-output"
 
 _BEGIN_LINE = re.compile(r"^(\s*)### BEGIN SOLUTION\s*$")
 _END_LINE = re.compile(r"^\s*### END SOLUTION\s*$")
@@ -224,6 +227,13 @@ def learner_notebook(solution: Path) -> tuple[str, int]:
         if cell.cell_type == "code":
             cell.outputs = []
             cell.execution_count = None
+            # the reference outputs are CI's: the learner's copy keeps none of their markers
+            cell.metadata.pop("keep_output", None)
+            tags = [t for t in cell.metadata.get("tags", []) if t != REFERENCE_TAG]
+            if tags:
+                cell.metadata["tags"] = tags
+            else:
+                cell.metadata.pop("tags", None)
         if nb.nbformat_minor >= 5 and "id" not in cell:
             # nbformat would invent a random id; derive a stable one so --check stays exact
             cell.id = hashlib.sha1(f"{solution.name}:{index}".encode()).hexdigest()[:8]
@@ -281,8 +291,49 @@ def build(root: Path = REPO) -> list[str]:
     return changes
 
 
+def record_reference_outputs(solution: Path, executed: Path) -> list[str]:
+    """Copy the outputs of ``solution``'s reference cells from an executed copy of it.
+
+    Cells are matched by id. Streams are joined as nbval joins them, execution counts dropped,
+    and ``keep_output`` set so nbstripout keeps the output on commit. Returns the cells changed.
+    """
+    import nbformat
+    from nbval.plugin import coalesce_streams
+
+    nb = nbformat.read(str(solution), as_version=4)
+    ran = {c.get("id"): c for c in nbformat.read(str(executed), as_version=4).cells}
+    changed = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or REFERENCE_TAG not in cell.metadata.get("tags", []):
+            continue
+        if cell.get("id") not in ran:
+            raise LabError(
+                f"{executed} has no cell {cell.get('id')!r} ({solution.name} cell {index}).",
+                "execute the current solutions again (bench/notebook_suite.py --keep).",
+            )
+        new = coalesce_streams([nbformat.from_dict(o) for o in ran[cell.id].get("outputs", [])])
+        for output in new:
+            if output.get("output_type") == "execute_result":
+                output["execution_count"] = None
+        if new != cell.outputs or not cell.metadata.get("keep_output"):
+            cell.outputs = new
+            cell.metadata["keep_output"] = True
+            changed.append(f"{solution.name} cell {index}")
+        cell.execution_count = None
+    if changed:
+        text = nbformat.writes(nb, version=4)
+        solution.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    return changed
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     root = Path(args.root).resolve()
+    if args.record_outputs:
+        executed = Path(args.record_outputs)
+        for solution in _solutions(root):
+            if (executed / solution.name).is_file():
+                for change in record_reference_outputs(solution, executed / solution.name):
+                    print(f"recorded the reference output of {change}")
     if args.check:
         drift = find_drift(root)
         for item in drift:
@@ -305,6 +356,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--check", action="store_true",
         help="change nothing; exit 1 if notebooks/ differs from what solutions/ generates",
+    )
+    parser.add_argument(
+        "--record-outputs", metavar="DIR",
+        help=f"first copy the outputs of the cells tagged {REFERENCE_TAG} from the executed "
+        "solutions in DIR (bench/notebook_suite.py --keep) into solutions/",
     )
     parser.add_argument("--root", default=str(REPO), help="the repository (default: %(default)s)")
     parser.set_defaults(handler=_cmd_build)

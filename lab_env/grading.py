@@ -157,7 +157,10 @@ def check_notebook(notebook: Path) -> CheckRun:
     output.unlink(missing_ok=True)
     with kernel_env(settings):
         try:
-            executed = execute_notebook(notebook.resolve(), output, allow_errors=True)
+            # what the kernel and its JVM print themselves goes to a log, not the learner's terminal
+            executed = execute_notebook(
+                notebook.resolve(), output, allow_errors=True, kernel_log=output.with_suffix(".log")
+            )
         except DeadKernelError:
             if not output.is_file():
                 raise
@@ -298,7 +301,8 @@ def _clear_local_state(settings: Settings) -> list[Path]:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    from lab_env.runner import execute_notebook, new_run_id
+    from lab_env.lock import lakehouse_lock
+    from lab_env.runner import KERNEL_LOG, Kernel, execute_notebook, new_run_id
 
     settings = get_settings()
     plan = restore_plan(args.milestone, Path(args.root) / "solutions")
@@ -313,11 +317,19 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     folder = settings.runs_dir / "restore" / run_id
     console.print(f"Restoring LAB_HOME {settings.lab_home} to the start of milestone "
                   f"{args.milestone:02d}: {len(plan)} notebook(s).")
-    with kernel_env(settings), _progress_kept():
+    # As jobs (lesson cells left out), all in one kernel: the JVM starts once.
+    with (
+        lakehouse_lock(settings, run_id, f"lab restore {args.milestone}"),  # one writer
+        kernel_env(settings),
+        _progress_kept(),
+        Kernel(cwd=Path(args.root) / "solutions", log=folder / KERNEL_LOG) as kernel,
+    ):
         for index, notebook in enumerate(plan, start=1):
             console.print(f"[{index}/{len(plan)}] {notebook.name} ...")
             began = time.perf_counter()
-            execute_notebook(notebook, folder / notebook.name, {"run_id": run_id})
+            execute_notebook(
+                notebook, folder / notebook.name, {"run_id": run_id}, job=True, kernel=kernel
+            )
             console.print(f"  done in {time.perf_counter() - began:.1f}s")
     console.print(f"[green]Ready for milestone {args.milestone:02d}.[/green] Executed: {folder}")
     return 0

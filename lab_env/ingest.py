@@ -27,7 +27,8 @@ def summary_path(run_id: str) -> Path:
 
 def ingest(start: dt.date, end: dt.date, run_id: str) -> tuple[dict[str, Any] | None, str]:
     """Execute the bronze notebook; return its summary (None if it wrote none) and any error."""
-    from lab_env.runner import StepFailed, execute_notebook, kernel_env
+    from lab_env.lock import lakehouse_lock
+    from lab_env.runner import KERNEL_LOG, Kernel, StepFailed, execute_notebook, kernel_env
 
     if end < start:
         raise LabError(
@@ -39,11 +40,16 @@ def ingest(start: dt.date, end: dt.date, run_id: str) -> tuple[dict[str, Any] | 
         "start_date": start.isoformat(), "end_date": end.isoformat(), "run_id": run_id
     }
     error = ""
-    # kernel_env: an absolute LAB_HOME, and a replay server when LAB_COINCAP_URL is unset;
+    # kernel_env: an absolute LAB_HOME, and a replay server when LAB_COINCAP_URL is unset; a
+    # production run, so the notebook's self-checks are not the learner's progress.
     # cwd: the kernel reads the same .env as this process.
-    with kernel_env(settings):
+    with (
+        lakehouse_lock(settings, run_id, f"ingest {start}..{end}"),  # one writer per LAB_HOME
+        kernel_env(settings, record_progress=False),
+        Kernel(cwd=Path.cwd(), log=output.with_name(KERNEL_LOG)) as kernel,
+    ):
         try:
-            execute_notebook(NOTEBOOK, output, params, cwd=Path.cwd())
+            execute_notebook(NOTEBOOK, output, params, job=True, kernel=kernel)
         except StepFailed as exc:
             error = str(exc)
     path = summary_path(run_id)

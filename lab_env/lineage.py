@@ -8,11 +8,10 @@ snapshot summary. pyiceberg: pass ``snapshot_properties=run_properties(...)`` to
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
-
-from lab_env.errors import LabError
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -72,17 +71,9 @@ class SnapshotLineage:
 
 def table_lineage(table_name: str) -> list[SnapshotLineage]:
     """Every snapshot of ``table_name``, oldest first, with the run that committed it."""
-    from pyiceberg.exceptions import NoSuchTableError
+    from lab_env.catalog import load_table
 
-    from lab_env.catalog import get_catalog
-
-    try:
-        table = get_catalog().load_table(table_name)
-    except NoSuchTableError:
-        raise LabError(
-            f"No table {table_name!r} in the catalog.",
-            "name it as namespace.table, e.g. `lab lineage silver.asset_prices`.",
-        ) from None
+    table = load_table(table_name, example="lab lineage silver.asset_prices")
     rows = []
     for snap in table.snapshots():
         summary = snap.summary.additional_properties if snap.summary else {}
@@ -108,7 +99,8 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     rows = table_lineage(args.table)
     out = Table(title=f"Lineage of {args.table}")
     for column in ("committed (UTC)", "snapshot", "operation", "run id", "dates", "+rows", "-rows"):
-        out.add_column(column, justify="right" if column.endswith("rows") else "left")
+        out.add_column(column, justify="right" if column.endswith("rows") else "left",
+                       no_wrap=column in ("run id", "dates"))
     for row in rows:
         out.add_row(
             f"{row.committed_at:%Y-%m-%d %H:%M:%S}",
@@ -119,7 +111,8 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
             f"{row.added_records:,}",
             f"{row.deleted_records:,}",
         )
-    Console().print(out)
+    # Piped, rich would fold the table at 80 columns and cut run ids and dates: no fold there.
+    Console(highlight=False, width=None if sys.stdout.isatty() else 1000).print(out)
     return 0
 
 

@@ -15,12 +15,19 @@ Safe defaults (:class:`Policy`):
   so time travel to them still works;
 * orphan files (in the table's folder but in no snapshot, e.g. left by a crashed job) are
   deleted only when older than ``orphan_older_than`` (3 days, never less than a day, which
-  Iceberg itself enforces): a file a running job has just written looks exactly like an orphan.
+  Iceberg itself enforces): a file a running job has just written looks exactly like an orphan;
+* audit branches (``audit_<run id>``) left by runs that failed or were killed before the
+  quality gate published them are removed when their last commit is older than ``older_than``,
+  the same retention as snapshots; expiry then deletes what only they referenced.
+
+``lab maintain`` holds the LAB_HOME lock (:mod:`lab_env.lock`), so no run writes meanwhile; a dry
+run changes nothing and does not take it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import hashlib
 import re
@@ -36,6 +43,9 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 DEFAULT_NAMESPACES = ("silver", "gold")
+# The branches runs write gold to before the quality gate publishes them
+# (lab_env.quality.suites.audit_branch); a published run's branch is removed by the gate.
+AUDIT_BRANCH_PREFIX = "audit_"
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 MIN_ORPHAN_AGE = dt.timedelta(days=1)  # Iceberg refuses less: see remove_orphan_files
@@ -63,6 +73,7 @@ class Policy:
     rewrite_manifests: bool = True
     expire: bool = True
     remove_orphans: bool = True
+    remove_audit_branches: bool = True  # those older than older_than
 
     def __post_init__(self) -> None:
         if self.retain_last < 1:
@@ -128,17 +139,50 @@ class MaintenanceReport:
 
 def load(table_name: str) -> Table:
     """An Iceberg table by ``namespace.table``, or a LabError naming the problem."""
-    from pyiceberg.exceptions import NoSuchTableError
+    from lab_env.catalog import load_table
 
-    from lab_env.catalog import get_catalog
+    return load_table(table_name, example="lab maintain silver.asset_prices")
 
-    try:
-        return get_catalog().load_table(table_name)
-    except (NoSuchTableError, ValueError):
-        raise LabError(
-            f"No table {table_name!r} in the catalog.",
-            "name it as namespace.table, e.g. `lab maintain silver.asset_prices`.",
-        ) from None
+
+@dataclass(frozen=True)
+class AuditBranch:
+    """An audit branch still on a table: its run never published it (failed, killed, or
+    still running)."""
+
+    table: str
+    branch: str
+    committed_at: dt.datetime  # of the branch's last commit
+
+    def age(self, now: dt.datetime) -> dt.timedelta:
+        return now - self.committed_at
+
+
+def audit_branches(table: Table, table_name: str) -> list[AuditBranch]:
+    """The ``audit_*`` branches of a table, oldest first."""
+    found = []
+    for name, ref in table.metadata.refs.items():
+        if ref.snapshot_ref_type.value != "branch" or not name.startswith(AUDIT_BRANCH_PREFIX):
+            continue
+        snap = table.snapshot_by_id(ref.snapshot_id)
+        millis = snap.timestamp_ms if snap is not None else 0
+        committed = dt.datetime.fromtimestamp(millis / 1000, dt.UTC)
+        found.append(AuditBranch(table_name, name, committed))
+    return sorted(found, key=lambda b: b.committed_at)
+
+
+def remove_audit_branches(
+    table_name: str, older_than: dt.datetime, *, dry_run: bool = False
+) -> list[AuditBranch]:
+    """Remove the audit branches whose last commit is older than ``older_than`` (unless
+    ``dry_run``); return them. The snapshots only they kept are left for expiry."""
+    table = load(table_name)
+    stale = [b for b in audit_branches(table, table_name) if b.committed_at < older_than]
+    if stale and not dry_run:
+        manage = table.manage_snapshots()
+        for branch in stale:
+            manage = manage.remove_branch(branch.branch)
+        manage.commit()
+    return stale
 
 
 def fingerprint(rows: list[dict[str, Any]]) -> str:
@@ -272,6 +316,11 @@ def maintain_table(
     report = MaintenanceReport(table_name, table_stats(table_name), dry_run=dry_run)
     expire_before = now - policy.older_than
     orphans_before = now - policy.orphan_older_than
+    if policy.remove_audit_branches:  # first, so expiry can drop what only they kept
+        branches = remove_audit_branches(table_name, expire_before, dry_run=dry_run)
+        if branches:  # silver and sandbox tables never have any
+            report.steps.append(("remove_audit_branches", _branches_outcome(
+                branches, expire_before, now, dry_run)))
     if dry_run:
         files = report.before.data_files
         report.steps.append(("rewrite_data_files", f"would compact partitions holding "
@@ -310,6 +359,24 @@ def maintain_table(
             "roll back with CALL lake.system.rollback_to_snapshot and report the table.",
         )
     return report
+
+
+def _branches_outcome(
+    branches: list[AuditBranch], cutoff: dt.datetime, now: dt.datetime, dry_run: bool
+) -> str:
+    verb = "would remove" if dry_run else "removed"
+    listed = ", ".join(f"{b.branch} ({_age(b.age(now))} old)" for b in branches)
+    return (f"{verb} {len(branches)} audit branches of failed or killed runs older than "
+            f"{cutoff:%Y-%m-%d %H:%M} UTC" + (f": {listed}" if listed else ""))
+
+
+def _age(delta: dt.timedelta) -> str:
+    """``3d``, ``5h``, ``12m``: the largest whole unit."""
+    seconds = max(int(delta.total_seconds()), 0)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
 
 
 def default_tables() -> list[str]:
@@ -364,22 +431,32 @@ def render_report(report: MaintenanceReport) -> None:
 
 def maintain(tables: Sequence[str], policy: Policy, *, dry_run: bool = False
              ) -> list[MaintenanceReport]:
-    """Maintain each table in turn (starting Spark once) and print its report."""
+    """Maintain each table in turn (starting Spark once) and print its report.
+
+    Holds the LAB_HOME lock unless ``dry_run``: a run writing meanwhile would race the
+    procedures' commits.
+    """
+    from lab_env.config import get_settings
+    from lab_env.lock import lakehouse_lock
     from lab_env.spark import get_spark
 
-    names = list(tables) or default_tables()
-    if not names:
-        raise LabError("There are no silver or gold tables to maintain.",
-                       "run the pipeline first (`lab run`), or name a table.")
-    for name in names:
-        load(name)  # fail on a wrong name before Spark starts
-    spark = get_spark()
-    reports = []
-    for name in names:
-        report = maintain_table(spark, name, policy, dry_run=dry_run)
-        render_report(report)
-        reports.append(report)
-    return reports
+    settings = get_settings()
+    held = (contextlib.nullcontext() if dry_run
+            else lakehouse_lock(settings, None, "lab maintain"))
+    with held:
+        names = list(tables) or default_tables()
+        if not names:
+            raise LabError("There are no silver or gold tables to maintain.",
+                           "run the pipeline first (`lab run`), or name a table.")
+        for name in names:
+            load(name)  # fail on a wrong name or unreadable metadata before Spark starts
+        spark = get_spark()
+        reports = []
+        for name in names:
+            report = maintain_table(spark, name, policy, dry_run=dry_run)
+            render_report(report)
+            reports.append(report)
+        return reports
 
 
 def _cmd_maintain(args: argparse.Namespace) -> int:

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING
 
 from lab_env.config import Settings, get_settings, lab_environment
 from lab_env.errors import LabError
+from lab_env.lock import lakehouse_lock
 
 if TYPE_CHECKING:
     import nbformat
+    from jupyter_client.manager import AsyncKernelManager
     from rich.console import Console
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,6 +32,10 @@ SOLUTIONS = REPO / "solutions"
 SAMPLE_START = dt.date(2025, 1, 1)
 SAMPLE_END = dt.date(2025, 3, 31)
 KERNEL = "python3"
+# Cells only a reader needs; production jobs leave them out (docs/production.md).
+LESSON_TAG = "lesson"
+# What the run's kernel process (and its JVM) print, beside the executed notebooks.
+KERNEL_LOG = "kernel.log"
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,77 @@ def notebook_parameters(notebook: Path) -> dict[str, object]:
     return {name: spec["default"] for name, spec in params.items()}
 
 
+def job_cells(notebook: Path) -> nbformat.NotebookNode:
+    """The notebook as a production job runs it: without the cells tagged ``lesson``.
+
+    Lesson cells only show things to a reader (plots, ``show()``, counts printed, engine
+    timings, demonstrations on throwaway data); the cells that build the layer, and the checks
+    that guard its data, are left untagged and always run.
+    """
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    nb.cells = [c for c in nb.cells if LESSON_TAG not in c.get("metadata", {}).get("tags", [])]
+    return nb
+
+
+class Kernel:
+    """One Python kernel that executes notebooks one after another, and keeps its Spark warm.
+
+    Starting a kernel and a JVM is the largest fixed cost of a step; a run pays it once.
+    Before each notebook the kernel's namespace is emptied and its ``LAB_*`` environment set
+    for that notebook (:meth:`prepare`), so a notebook sees what it would see in a kernel of
+    its own; only the imported modules and the SparkSession carry over. What the kernel
+    process itself prints (ipykernel's and the JVM's messages, not cell output, which stays in
+    the executed copies) goes to ``log`` when given.
+    """
+
+    def __init__(self, cwd: Path = SOLUTIONS, log: Path | None = None) -> None:
+        self.cwd = cwd
+        self.log = log
+        self.km: AsyncKernelManager | None = None
+
+    def __enter__(self) -> Kernel:
+        from jupyter_core.utils import run_sync
+
+        self.km = _kernel_manager(self.log)(kernel_name=KERNEL)
+        run_sync(self.km.start_kernel)(cwd=str(self.cwd))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        from jupyter_core.utils import run_sync
+
+        if self.km is not None:
+            run_sync(self.km.shutdown_kernel)(now=True)
+            self.km = None
+
+    def prepare(self, env: dict[str, str | None]) -> None:
+        """Empty the namespace and set (or, for None, unset) these variables in the kernel."""
+        assert self.km is not None, "prepare() needs a started kernel: use `with Kernel()`"
+        code = (
+            "import os as _os\n"
+            f"_env = {env!r}\n"
+            "for _k, _v in _env.items():\n"
+            "    _os.environ.pop(_k, None) if _v is None else _os.environ.__setitem__(_k, _v)\n"
+            "from lab_env.config import get_settings as _get_settings\n"
+            "_get_settings.cache_clear()\n"
+            "get_ipython().run_line_magic('reset', '-f')\n"
+        )
+        client = self.km.blocking_client()
+        client.start_channels()
+        try:
+            reply = client.execute_interactive(code, timeout=120, output_hook=lambda msg: None)
+        finally:
+            client.stop_channels()
+        if reply["content"]["status"] != "ok":
+            content = reply["content"]
+            raise LabError(
+                f"The kernel could not be prepared: {content.get('ename')}: "
+                f"{content.get('evalue')}.",
+                "check that lab_env imports in .venv/bin/python.",
+            )
+
+
 def execute_notebook(
     notebook: Path,
     output: Path,
@@ -88,14 +165,20 @@ def execute_notebook(
     allow_errors: bool = False,
     cwd: Path | None = None,
     kernel_log: Path | None = None,
+    job: bool = False,
+    kernel: Kernel | None = None,
+    env: dict[str, str | None] | None = None,
 ) -> nbformat.NotebookNode:
     """Execute ``notebook`` with papermill, save the executed copy at ``output`` and return it.
 
     Parameters the notebook does not declare are left out, so one set of run parameters
     can be passed to every step. On an error, raise :class:`StepFailed` (unless
-    ``allow_errors``) naming the failing cell and the executed copy. With ``kernel_log``, what
-    the kernel process itself prints (ipykernel's and the Spark JVM's own messages, not cell
-    output, which stays in the executed copy) goes to that file instead of this terminal.
+    ``allow_errors``) naming the failing cell and the executed copy.
+
+    ``job``: run it as a production job, without its lesson cells (:func:`job_cells`).
+    ``kernel``: run it in this already started kernel (``env`` is set in it first); without
+    one, papermill starts a kernel for this notebook alone, in ``cwd``, and with
+    ``kernel_log`` what that kernel process prints goes to that file instead of this terminal.
     """
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -103,10 +186,18 @@ def execute_notebook(
     declared = notebook_parameters(notebook)
     params = {k: v for k, v in (parameters or {}).items() if k in declared}
     output.parent.mkdir(parents=True, exist_ok=True)
-    logging = {"kernel_manager_class": _kernel_logging_to(kernel_log)} if kernel_log else {}
+    options: dict[str, object] = {}
+    if kernel is not None:
+        kernel.prepare(env or {})
+        options["km"] = kernel.km
+    else:
+        options["kernel_manager_class"] = _kernel_manager(kernel_log)
+    if allow_errors:
+        options["allow_errors"] = True
+    source = job_cells(notebook) if job else str(notebook)
     try:
         return papermill.execute_notebook(
-            str(notebook),
+            source,
             str(output),
             parameters=params,
             kernel_name=KERNEL,
@@ -114,8 +205,7 @@ def execute_notebook(
             progress_bar=False,
             log_output=False,
             request_save_on_cell_execute=True,
-            **({"allow_errors": True} if allow_errors else {}),
-            **logging,
+            **options,
         )
     except PapermillExecutionError as exc:
         if allow_errors:
@@ -125,18 +215,38 @@ def execute_notebook(
         raise StepFailed(notebook, output, exc.exec_count, f"{exc.ename}: {exc.evalue}") from None
 
 
-def _kernel_logging_to(log: Path) -> type:
-    """A kernel manager class whose kernels write their own stdout and stderr to ``log``."""
+def _die_with_parent() -> None:
+    """In the kernel process, before it starts: be killed when the process that started it dies.
+
+    Kernels run in a session of their own, so killing a run's process group would leave its
+    kernel (and the kernel's JVM, which exits when the kernel does) working on. Linux only;
+    elsewhere ipykernel's own parent check stops the kernel a moment later.
+    """
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+def _kernel_manager(log: Path | None = None) -> type[AsyncKernelManager]:
+    """A kernel manager class whose kernels die with this process and, with ``log``, write
+    their own stdout and stderr to that file."""
     from jupyter_client.manager import AsyncKernelManager
 
-    class KernelLoggingToFile(AsyncKernelManager):
+    class RunKernelManager(AsyncKernelManager):
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: object) -> None:
+            if sys.platform.startswith("linux"):
+                kw["preexec_fn"] = _die_with_parent
+            if log is None:
+                await super()._async_launch_kernel(kernel_cmd, **kw)
+                return
             log.parent.mkdir(parents=True, exist_ok=True)
             with log.open("ab") as sink:  # the kernel (and the JVM it starts) keep their own copy
                 streams = {"stdout": sink, "stderr": sink}
                 await super()._async_launch_kernel(kernel_cmd, **{**kw, **streams})
 
-    return KernelLoggingToFile
+    return RunKernelManager
 
 
 @dataclass
@@ -188,26 +298,40 @@ def _snapshot_ids(settings: Settings) -> dict[str, set[int]]:
     return seen
 
 
-def _changes(settings: Settings, before: dict[str, set[int]]) -> list[TableChange]:
+def _changes(
+    settings: Settings, before: dict[str, set[int]], run_id: str | None = None
+) -> list[TableChange]:
+    """What the commits made since ``before`` (of run ``run_id``, when given) did to each table.
+
+    ``total_records`` counts the rows at the step's last commit, on the ref it wrote: a gated
+    gold step commits to the run's audit branch, and the quality step publishes that same
+    snapshot to main. Only the commits whose lineage names this run count, so a run that
+    overlaps another is not credited with the other's work.
+    """
     from lab_env.catalog import get_catalog
+    from lab_env.lineage import RUN_ID
 
     catalog = get_catalog(settings)
     changes = []
     for name in sorted(_snapshot_ids(settings)):
         table = catalog.load_table(name)
-        new = [s for s in table.snapshots() if s.snapshot_id not in before.get(name, set())]
+        new = [
+            s
+            for s in table.snapshots()
+            if s.snapshot_id not in before.get(name, set())
+            and (run_id is None or (s.summary and s.summary.get(RUN_ID) == run_id))
+        ]
         if not new:
             continue
         summaries = [s.summary.additional_properties if s.summary else {} for s in new]
-        current = table.current_snapshot()
-        total = current.summary.get("total-records") if current and current.summary else None
+        last = max(new, key=lambda s: (s.timestamp_ms, s.sequence_number or 0))
         changes.append(
             TableChange(
                 table=name,
                 snapshots=len(new),
                 added_records=sum(int(s.get("added-records", 0)) for s in summaries),
                 deleted_records=sum(int(s.get("deleted-records", 0)) for s in summaries),
-                total_records=int(total or 0),
+                total_records=table.scan(snapshot_id=last.snapshot_id).count(),
             )
         )
     return changes
@@ -239,16 +363,17 @@ def run_folder(settings: Settings, start: dt.date, end: dt.date, run_id: str) ->
     return settings.runs_dir / dates / run_id.replace(":", "-").replace("+", "-")
 
 
-@contextlib.contextmanager
-def step_env(step: Step, params: dict[str, object], gated: bool) -> Iterator[None]:
-    """A gated gold step's kernel writes to the run's audit branch: ``LAB_WAP_BRANCH``."""
-    if step.name != GATED or not gated:
-        yield
-        return
-    from lab_env.quality.suites import audit_branch
+def step_env(step: Step, params: dict[str, object], gated: bool) -> dict[str, str | None]:
+    """The ``LAB_*`` variables one step's kernel sees on top of the run's.
 
-    with lab_environment(LAB_WAP_BRANCH=audit_branch(str(params["run_id"]))):
-        yield
+    A gated gold step writes to the run's audit branch (``LAB_WAP_BRANCH``), for the quality
+    step to publish; every other step, and gold without the gate, sees no branch.
+    """
+    if step.name == GATED and gated:
+        from lab_env.quality.suites import audit_branch
+
+        return {"LAB_WAP_BRANCH": audit_branch(str(params["run_id"]))}
+    return {"LAB_WAP_BRANCH": None}
 
 
 def run_step(
@@ -258,29 +383,40 @@ def run_step(
     settings: Settings | None = None,
     *,
     gated: bool = True,
+    kernel: Kernel | None = None,
 ) -> StepResult:
-    """Execute one step's notebook into ``folder`` and report what it did to the tables.
+    """Execute one step's notebook as a job into ``folder`` and report what it did to the tables.
 
     ``gated``: the quality step follows, so gold writes to the run's audit branch for it to
-    publish (write-audit-publish); without it gold writes main directly.
+    publish (write-audit-publish); without it gold writes main directly. ``kernel``: the run's
+    kernel; without one the step starts its own (an Airflow task runs one step).
     """
     settings = settings or get_settings()
     before = _snapshot_ids(settings)
     output = folder / step.notebook.name
     began = time.perf_counter()
     error = ""
-    try:
-        with step_env(step, params, gated):
-            execute_notebook(step.notebook, output, params, kernel_log=output.with_suffix(".log"))
-    except StepFailed as exc:
-        error = str(exc)
+    with contextlib.ExitStack() as stack:
+        if kernel is None:
+            kernel = stack.enter_context(Kernel(log=folder / KERNEL_LOG))
+        try:
+            execute_notebook(
+                step.notebook,
+                output,
+                params,
+                job=True,
+                kernel=kernel,
+                env=step_env(step, params, gated),
+            )
+        except StepFailed as exc:
+            error = str(exc)
     return StepResult(
         step.name,
         step.notebook.name,
         str(output),
         time.perf_counter() - began,
         not error,
-        _changes(settings, before),
+        _changes(settings, before, str(params.get("run_id") or "") or None),
         error,
     )
 
@@ -352,11 +488,16 @@ def run_pipeline(
             f"[bold]lab run[/bold] {start} .. {end}  run_id={run_id}"
             f"{'  (full refresh)' if full_refresh else ''}"
         )
-    with kernel_env(settings, record_progress=False):
+    # One kernel for every step: the JVM and the imports are paid for once per run.
+    with (
+        lakehouse_lock(settings, run_id, f"run_pipeline {start}..{end}"),  # one writer per LAB_HOME
+        kernel_env(settings, record_progress=False),
+        Kernel(log=folder / KERNEL_LOG) as kernel,
+    ):
         for index, step in enumerate(chosen, start=1):
             if console:
                 console.print(f"[{index}/{len(chosen)}] {step.name}: {step.notebook.name} ...")
-            result = run_step(step, params, folder, settings, gated=gated)
+            result = run_step(step, params, folder, settings, gated=gated, kernel=kernel)
             summary.steps.append(result)
             if console and result.ok:
                 console.print(f"  done in {result.seconds:.1f}s")

@@ -43,15 +43,8 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         # Write-audit-publish: tables with write.wap.enabled=true commit to this branch (created
         # from main on the first write), and reads see the branch once it exists.
         conf["spark.wap.branch"] = settings.wap_branch
-    local_jars: list[str] = []
-    packages: list[str] = []
-    for choice in (jars.iceberg_jar(settings),) + (
-        (jars.sqlite_jdbc_jar(settings),) if settings.is_local else ()
-    ):
-        if choice.path is not None:
-            local_jars.append(str(choice.path))
-        else:
-            packages.append(choice.maven)
+    # The profile's pinned jars (jars/jars.lock); a missing one is a LabError that says `make jars`.
+    local_jars = jars.spark_jars(settings)
     if settings.is_local:
         conf |= {
             f"{cat}.type": "jdbc",
@@ -63,7 +56,6 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             f"{cat}.jdbc.init-catalog-tables": "false",
             # pyiceberg commits to the same tables: load fresh metadata instead of caching it.
             f"{cat}.cache-enabled": "false",
-            "spark.driver.extraLibraryPath": str(settings.jni_dir),
             "spark.sql.warehouse.dir": str(settings.lab_home / "spark-warehouse"),
             "spark.driver.extraJavaOptions": (
                 f"-Dderby.system.home={settings.lab_home / 'derby'}"
@@ -86,11 +78,12 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             "spark.hadoop.fs.s3a.path.style.access": "true",
             "spark.hadoop.fs.s3a.access.key": settings.s3_access_key,
             "spark.hadoop.fs.s3a.secret.key": settings.s3_secret_key.get_secret_value(),
+            # Iceberg writes s3:// locations; Spark's own file listing (remove_orphan_files)
+            # reaches them through Hadoop, which has no file system for that scheme by default.
+            "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
         }
     if local_jars:
         conf["spark.jars"] = ",".join(local_jars)
-    if packages:
-        conf["spark.jars.packages"] = ",".join(packages)
     return conf
 
 
@@ -110,17 +103,19 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
     """The process's SparkSession; the first call starts it, later calls return the same one."""
     from pyspark.sql import SparkSession
 
+    settings = settings or get_settings()
     active = SparkSession.getActiveSession()
     if active is not None:
+        _follow_wap_branch(active, settings)
         return active
-    settings = settings or get_settings()
     check_java()
     if settings.is_local:
         from lab_env.catalog import get_catalog
 
         get_catalog(settings)  # WAL mode and the catalog tables, before Spark connects
-    # Local Spark talks to itself only: bind to loopback, which also silences a hostname warning.
-    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Local Spark talks to itself only: bind to loopback, which also silences a hostname
+        # warning. Not on compose: executors on spark-worker must reach this driver.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder.appName("lakehouse-lab").master(settings.spark_master)
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
@@ -134,6 +129,18 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
     session.sparkContext.setLogLevel("WARN")
     log.info("Spark %s started, catalog %r", session.version, settings.catalog_name)
     return session
+
+
+def _follow_wap_branch(session: SparkSession, settings: Settings) -> None:
+    """A running session writes to the audit branch the settings name now, or to main.
+
+    ``spark.wap.branch`` is read at each write and read, so a session that outlives one job
+    step (a run's kernel executes every step) follows the step it serves.
+    """
+    if settings.wap_branch:
+        session.conf.set("spark.wap.branch", settings.wap_branch)
+    else:
+        session.conf.unset("spark.wap.branch")
 
 
 def stop_spark() -> None:

@@ -147,6 +147,19 @@ def test_healthy_dependencies_have_healthchecks(compose: dict[str, Any]) -> None
     assert waited_on > 0
 
 
+def test_lab_drivers_wait_for_a_registered_worker(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    worker = services["spark-worker"]
+    args = worker["command"]
+    check = " ".join(worker["healthcheck"]["test"])
+    # Its own web UI, asked whether the master has registered it (masterurl is empty until then).
+    assert f"localhost:{args[args.index('--webui-port') + 1]}/json/" in check
+    assert '"masterurl" : "spark://' in check
+    for name in ("jupyter", "airflow"):
+        depends = services[name]["depends_on"]
+        assert depends.get("spark-worker") == {"condition": "service_healthy"}, name
+
+
 def test_published_ports_are_bound_to_localhost(compose: dict[str, Any]) -> None:
     published = 0
     for name, service in compose["services"].items():
@@ -266,7 +279,10 @@ def test_spark_defaults_match_lab_env(
     )
     conf = spark_conf(container_settings)
     cat = f"spark.sql.catalog.{container_settings.catalog_name}"
-    assert {f"{cat}.type", f"{cat}.uri", f"{cat}.io-impl", f"{cat}.s3.endpoint"} <= set(defaults)
+    required = {f"{cat}.type", f"{cat}.uri", f"{cat}.io-impl", f"{cat}.s3.endpoint"}
+    # remove_orphan_files lists s3:// locations through Hadoop's S3A, in shells and in lab code.
+    required.add("spark.hadoop.fs.s3.impl")
+    assert required <= set(defaults) and required <= set(conf)
     shared = set(defaults) & set(conf)
     mismatched = {
         key: (defaults[key].strip(), conf[key])
@@ -275,13 +291,35 @@ def test_spark_defaults_match_lab_env(
     }
     assert not mismatched, f"spark-defaults.conf disagrees with lab_env.spark: {mismatched}"
     assert defaults["spark.master"].strip() == container_settings.spark_master
-    assert defaults["spark.jars"].strip() == str(container_settings.iceberg_jar)
+    # The image puts the jars on Spark's own classpath (see the next test).
+    assert "spark.jars" not in defaults and "spark.jars.packages" not in defaults
 
 
-def test_one_iceberg_version_across_image_catalog_and_lab_env(compose: dict[str, Any]) -> None:
-    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", DOCKERFILE.read_text(), re.MULTILINE))
-    assert args["ICEBERG_VERSION"] == jars.ICEBERG_VERSION
+def test_image_and_host_use_the_same_pinned_jars(compose: dict[str, Any]) -> None:
+    """The image fetches the lock's compose set with `make jars`'s own script; no second pin."""
+    dockerfile = DOCKERFILE.read_text()
+    assert "COPY jars/fetch.sh jars/jars.lock" in dockerfile
+    fetched_to = re.search(r"^RUN \S*jars/fetch\.sh (\S+) compose$", dockerfile, re.MULTILINE)
+    assert fetched_to, "the image does not fetch the compose jars with jars/fetch.sh"
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)$", dockerfile, re.MULTILINE))
+    assert f"COPY --from=jars {fetched_to[1]}/ $JARS_DIR/" in dockerfile
+    assert 'ln -s "$JARS_DIR"/*.jar "$spark_home/jars/"' in dockerfile
+    assert set(args) == {"JARS_DIR"}, f"versions pinned outside jars/jars.lock: {args}"
+    assert "maven.org" not in dockerfile, "jars come from jars/fetch.sh only"
+    for name in LAB_SERVICES:
+        env = environment(compose["services"][name])
+        assert not {"LAB_ICEBERG_JAR", "LAB_SQLITE_JDBC_JAR", "LAB_JARS_DIR"} & set(env), name
+
+
+def test_one_iceberg_and_hadoop_version_across_image_catalog_and_lab_env(
+    compose: dict[str, Any],
+) -> None:
+    assert jars.pin(jars.ICEBERG_RUNTIME).version == jars.ICEBERG_VERSION
+    assert jars.pin("iceberg-aws-bundle").version == jars.ICEBERG_VERSION
     rest_image = compose["services"]["rest"]["image"]
     assert rest_image.rpartition(":")[2] == jars.ICEBERG_VERSION, rest_image
-    iceberg_jar = Path(environment(compose["services"]["jupyter"])["LAB_ICEBERG_JAR"])
-    assert iceberg_jar == Path(args["JARS_DIR"]) / jars.ICEBERG_JAR_NAME
+    # hadoop-aws must be the Hadoop that pyspark ships.
+    spark_jars = jars.spark_jars_folder()
+    assert spark_jars is not None
+    (hadoop,) = spark_jars.glob("hadoop-client-api-*.jar")
+    assert jars.pin("hadoop-aws").version == hadoop.stem.removeprefix("hadoop-client-api-")

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 
 import pytest
 
 from lab_env import jars
 from lab_env.catalog import catalog_properties
-from lab_env.config import Settings, load_settings
-from lab_env.errors import ConfigError
+from lab_env.config import PROFILES, Settings, load_settings
+from lab_env.errors import ConfigError, LabError
 from lab_env.spark import spark_conf
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def test_local_profile_keeps_everything_under_lab_home(fresh_settings: Settings) -> None:
@@ -63,6 +67,13 @@ def test_compose_profile_points_every_engine_at_the_services(
     props = catalog_properties(settings)
     assert props["uri"] == "http://rest:8181" and props["s3.endpoint"] == "http://minio:9000"
     assert settings.spark_master == "local[2]"  # the containers set spark-master themselves
+    # remove_orphan_files lists s3:// locations through Hadoop: S3A serves that scheme too.
+    assert conf["spark.hadoop.fs.s3.impl"] == "org.apache.hadoop.fs.s3a.S3AFileSystem"
+    # S3FileIO needs the AWS SDK v2 bundle, S3A needs hadoop-aws: both go to Spark.
+    on_classpath = {Path(jar).name for jar in conf["spark.jars"].split(",")}
+    assert {jars.ICEBERG_JAR_NAME, jars.pin("iceberg-aws-bundle").file_name} <= on_classpath
+    assert jars.pin("hadoop-aws").file_name in on_classpath
+    assert jars.pin(jars.SQLITE_JDBC).file_name not in on_classpath
 
 
 def test_secrets_stay_out_of_repr(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -72,21 +83,63 @@ def test_secrets_stay_out_of_repr(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "sk-test-PLANTED-123" not in str(settings.model_dump())
 
 
-def test_iceberg_jar_comes_from_the_pinned_package(fresh_settings: Settings) -> None:
+def test_iceberg_jar_comes_from_the_jars_folder(fresh_settings: Settings) -> None:
     choice = jars.iceberg_jar(fresh_settings)
-    assert choice.found and choice.path is not None
-    assert choice.path.name == "iceberg-spark-runtime-3.5_2.12-1.9.2.jar"
-    assert "snowpark_connect_deps_iceberg" in str(choice.path)
+    assert choice.found and choice.path is not None, "run make jars"
+    assert choice.path == fresh_settings.jars_dir.resolve() / jars.ICEBERG_JAR_NAME
+    assert choice.source == jars.FROM_MAVEN
 
 
-def test_iceberg_jar_override_and_maven_fallback(tmp_path: Path) -> None:
+def test_jar_override_and_missing_jar(tmp_path: Path) -> None:
     jar = tmp_path / "custom-iceberg.jar"
     jar.write_bytes(b"PK")
-    assert jars.iceberg_jar(load_settings(iceberg_jar=jar)).path == jar
+    custom = load_settings(iceberg_jar=jar)
+    assert jars.iceberg_jar(custom).path == jar
+    assert jar.as_posix() in spark_conf(custom)["spark.jars"].split(",")
     missing = load_settings(iceberg_jar=tmp_path / "nope.jar")
-    conf = spark_conf(missing)
-    assert jars.ICEBERG_MAVEN in conf["spark.jars.packages"]
-    assert "nope.jar" not in conf.get("spark.jars", "")
+    with pytest.raises(LabError) as info:
+        spark_conf(missing)
+    assert "LAB_ICEBERG_JAR" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_spark_conf_says_make_jars_when_the_folder_is_empty(tmp_path: Path) -> None:
+    with pytest.raises(LabError) as info:
+        spark_conf(load_settings(jars_dir=tmp_path))
+    assert info.value.fix is not None and "make jars" in info.value.fix
+    assert str(tmp_path) in info.value.problem
+
+
+def test_spark_master_unset_means_local_on_both_profiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """.env.example says what an unset LAB_SPARK_MASTER means, and that is what config.py does."""
+    monkeypatch.delenv("LAB_SPARK_MASTER", raising=False)
+    lines = (REPO / ".env.example").read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if re.match(r"#?\s*LAB_SPARK_MASTER=", line))
+    start = at
+    while start > 0 and lines[start - 1].startswith("#") and "=" not in lines[start - 1]:
+        start -= 1
+    comment = " ".join(lines[start:at])
+    masters = set(re.findall(r"(local\[[^\]]*\]|spark://[\w.:-]+)", comment))
+    for profile in PROFILES:
+        default = load_settings(profile=profile).spark_master
+        assert default in masters, f"{profile}: .env.example does not say {default}: {comment}"
+    # The one spark:// URL it may name is the containers' own, which they set themselves.
+    assert masters - {"local[2]"} <= {"spark://spark-master:7077"}, comment
+
+
+def test_env_example_values_are_the_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unchanged copy of .env.example changes nothing (as its header says)."""
+    for name in list(os.environ):
+        if name.startswith("LAB_"):
+            monkeypatch.delenv(name)
+    set_lines = re.findall(
+        r"^(LAB_[A-Z0-9_]+)=(.*)$", (REPO / ".env.example").read_text(), re.MULTILINE
+    )
+    assert set_lines
+    defaults = Settings(_env_file=None)  # type: ignore[call-arg]
+    for name, value in set_lines:
+        monkeypatch.setenv(name, value)
+    from_example = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert from_example.model_dump() == defaults.model_dump()
 
 
 def test_local_spark_conf_uses_the_sqlite_catalog(fresh_settings: Settings) -> None:
@@ -96,5 +149,8 @@ def test_local_spark_conf_uses_the_sqlite_catalog(fresh_settings: Settings) -> N
     assert "IcebergSparkSessionExtensions" in conf["spark.sql.extensions"]
     assert conf["spark.ui.enabled"] == "false"
     assert int(conf["spark.sql.shuffle.partitions"]) <= 8
-    jdbc = load_settings(sqlite_jdbc_jar=Path("/nonexistent/sqlite.jar"))
-    assert jars.SQLITE_JDBC_MAVEN in spark_conf(jdbc)["spark.jars.packages"]
+    on_classpath = [Path(jar).name for jar in conf["spark.jars"].split(",")]
+    assert on_classpath == [jars.ICEBERG_JAR_NAME, jars.pin(jars.SQLITE_JDBC).file_name]
+    # The driver's native libraries are inside its jar: no library path to set.
+    assert "spark.driver.extraLibraryPath" not in conf
+    assert "spark.jars.packages" not in conf

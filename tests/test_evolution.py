@@ -239,7 +239,7 @@ def test_a_new_source_field_reaches_silver_with_the_rule_on_and_is_kept_in_bronz
     from lab_env.catalog import get_catalog
     from lab_env.config import get_settings
     from lab_env.replay import replay_server
-    from lab_env.runner import execute_notebook, kernel_env
+    from lab_env.runner import Kernel, execute_notebook, kernel_env
     from lab_env.storage import get_store
 
     monkeypatch.setenv("LAB_HOME", str(tmp_path / "lakehouse"))
@@ -248,12 +248,13 @@ def test_a_new_source_field_reaches_silver_with_the_rule_on_and_is_kept_in_bronz
         monkeypatch.setenv("LAB_COINCAP_URL", url)
         get_settings.cache_clear()
         try:
-            with kernel_env(get_settings()):
+            with kernel_env(get_settings()), Kernel() as kernel:
                 execute_notebook(REPO / "solutions" / "02_bronze.ipynb", tmp_path / "02.ipynb",
-                                 params | {"run_id": "bronze"})
+                                 params | {"run_id": "bronze"}, kernel=kernel)
                 off = execute_notebook(REPO / "solutions" / "03_silver.ipynb",
                                        tmp_path / "03-off.ipynb",
-                                       params | {"run_id": "rule-off", "evolve_schema": False})
+                                       params | {"run_id": "rule-off", "evolve_schema": False},
+                                       kernel=kernel)
                 prices = get_catalog().load_table("silver.asset_prices")
                 off_columns = prices.schema().column_names
                 off_rows = prices.scan().to_arrow().num_rows
@@ -263,7 +264,8 @@ def test_a_new_source_field_reaches_silver_with_the_rule_on_and_is_kept_in_bronz
                                  for record in json.loads(get_store().get(key))["data"]}
                 on = execute_notebook(REPO / "solutions" / "03_silver.ipynb",
                                       tmp_path / "03-on.ipynb",
-                                      params | {"run_id": "rule-on", "evolve_schema": True})
+                                      params | {"run_id": "rule-on", "evolve_schema": True},
+                                      kernel=kernel)
                 prices = get_catalog().load_table("silver.asset_prices")
                 on_rows = prices.scan().to_arrow()
         finally:

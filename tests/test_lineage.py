@@ -9,9 +9,8 @@ from lab_env.cli import main
 from lab_env.errors import LabError
 from lab_env.lineage import RUN_ID, run_properties, table_lineage, tag_spark_commits
 
-pytestmark = pytest.mark.spark
 
-
+@pytest.mark.spark
 def test_spark_and_pyiceberg_commits_carry_the_run(spark, catalog, capsys) -> None:  # type: ignore[no-untyped-def]
     spark.sql("DROP TABLE IF EXISTS silver.lineage_demo")
     spark.sql("CREATE TABLE silver.lineage_demo (id INT, v STRING) USING iceberg")
@@ -48,6 +47,30 @@ def test_spark_and_pyiceberg_commits_carry_the_run(spark, catalog, capsys) -> No
 def test_unknown_table_is_an_actionable_error() -> None:
     with pytest.raises(LabError, match=r"lab lineage silver\.asset_prices"):
         table_lineage("silver.no_such_table")
+
+
+@pytest.mark.parametrize("name", ["nope", "", "a.b.c", ".x", "silver."])
+def test_a_wrong_name_is_one_line_with_the_fix(name: str, catalog, capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["lineage", name]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"No table {name!r}" in err
+    assert "Fix: name it as namespace.table, e.g. `lab lineage silver.asset_prices`" in err
+
+
+def test_piped_lineage_keeps_run_ids_and_dates_whole(catalog, capsys) -> None:  # type: ignore[no-untyped-def]
+    """Not a terminal (a pipe, a log file): the table is as wide as it needs, not 80 columns."""
+    name = "sandbox.lineage_piped"
+    catalog.create_namespace_if_not_exists("sandbox")
+    if catalog.table_exists(name):
+        catalog.drop_table(name)
+    table = catalog.create_table(name, schema=pa.schema([("id", pa.int32())]))
+    run_id = "scheduled__2025-03-29T00:00:00+00:00"
+    table.append(pa.table({"id": pa.array([1], pa.int32())}),
+                 snapshot_properties=run_properties(run_id, "2025-01-01", "2025-03-31"))
+
+    assert main(["lineage", name]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if run_id in line]
+    assert len(rows) == 1 and "2025-01-01..2025-03-31" in rows[0], rows
 
 
 def test_properties_use_one_prefix() -> None:

@@ -1,11 +1,12 @@
 """`lab maintain` on a real table made of many small appends: fewer files and snapshots after,
 the same rows read back, tags kept, orphans removed only when old, and a dry run that changes
-nothing."""
+nothing; audit branches that failed runs left are removed after the retention."""
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -20,6 +21,7 @@ from pyiceberg.types import DoubleType, LongType, NestedField, StringType, Times
 from lab_env import maintain
 from lab_env.cli import main
 from lab_env.errors import LabError
+from lab_env.quality.suites import audit_branch
 
 APPENDS = 15
 SCHEMA = Schema(
@@ -169,3 +171,63 @@ def test_fingerprint_ignores_order_but_not_values() -> None:
     rows = [{"id": 1, "p": 2.0}, {"id": 2, "p": 3.0}]
     assert maintain.fingerprint(rows) == maintain.fingerprint(list(reversed(rows)))
     assert maintain.fingerprint(rows) != maintain.fingerprint([{"id": 1, "p": 2.0}] * 2)
+
+
+def branched(catalog: Catalog, name: str) -> list[int]:
+    """A table of three appends with branches: audit_old on the first commit, audit_new on the
+    second, dev (not an audit branch) on the first; returns the snapshot ids."""
+    catalog.create_namespace_if_not_exists("sandbox")
+    if catalog.table_exists(name):
+        catalog.purge_table(name)
+    table = catalog.create_table(name, schema=SCHEMA, partition_spec=SPEC)
+    for n in range(3):
+        table.append(batch(n))
+        time.sleep(0.01)  # distinct commit times
+    ids = [s.snapshot_id for s in table.snapshots()]
+    (table.manage_snapshots().create_branch(ids[0], "audit_old")
+     .create_branch(ids[1], "audit_new").create_branch(ids[0], "dev").commit())
+    return ids
+
+
+def test_audit_branches_older_than_the_retention_are_removed(catalog) -> None:  # type: ignore[no-untyped-def]
+    name = "sandbox.m7_audit"
+    ids = branched(catalog, name)
+    second = catalog.load_table(name).snapshot_by_id(ids[1])
+    cutoff = dt.datetime.fromtimestamp(second.timestamp_ms / 1000, dt.UTC)  # audit_old is older
+
+    would = maintain.remove_audit_branches(name, cutoff, dry_run=True)
+    assert [b.branch for b in would] == ["audit_old"]
+    assert {"audit_old", "audit_new", "dev"} <= set(catalog.load_table(name).refs())
+
+    removed = maintain.remove_audit_branches(name, cutoff)
+    assert [b.branch for b in removed] == ["audit_old"] and removed[0].table == name
+    refs = catalog.load_table(name).refs()
+    assert "audit_old" not in refs and {"audit_new", "dev", "main"} <= set(refs)
+
+
+def test_the_gate_and_maintenance_agree_on_what_an_audit_branch_is() -> None:
+    assert audit_branch("scheduled__2025-03-29T00:00:00+00:00").startswith(
+        maintain.AUDIT_BRANCH_PREFIX)
+
+
+@pytest.mark.spark
+def test_lab_maintain_lists_then_removes_audit_branches_of_failed_runs(
+    spark, catalog, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+) -> None:
+    name = "sandbox.m7_audit_cli"
+    ids = branched(catalog, name)
+    capsys.readouterr()
+    assert main(["maintain", name, "--older-than", "0s", "--retain-last", "1", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "remove_audit_branches: would remove 2 audit branches of failed or killed runs" in out
+    assert "audit_old (" in out and "audit_new (" in out
+    assert {"audit_old", "audit_new"} <= set(catalog.load_table(name).refs())
+
+    assert main(["maintain", name, "--older-than", "0s", "--retain-last", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "remove_audit_branches: removed 2 audit branches" in out
+    table = catalog.load_table(name)
+    assert set(table.refs()) == {"main", "dev"}
+    # expiry, which ran after, dropped what only the audit branches kept (the second commit)
+    assert ids[1] not in {s.snapshot_id for s in table.snapshots()}
+    assert table.snapshot_by_name("dev").snapshot_id == ids[0]  # type: ignore[union-attr]

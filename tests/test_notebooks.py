@@ -1,21 +1,25 @@
 """Notebook CI: every solution runs end to end, every learner notebook runs up to its first stub.
 
 Solutions run in milestone order in one LAB_HOME, because each builds on the state the earlier
-ones left (bronze before silver). Before each solution runs, that LAB_HOME is copied: the copy
-is the state at the start of the milestone, where its learner notebook runs. Iceberg metadata
-holds absolute paths, so a copy's existing tables still point at the original's files; new
-files and commits of the copy never reach the original's catalog.
+ones left (bronze before silver). In a whole-suite run nbval has already executed them cell by
+cell (tests/notebook_ci.py); run alone, this module executes them with papermill. Before each
+solution runs, that LAB_HOME is copied: the copy is the state at the start of the milestone,
+where its learner notebook runs. Iceberg metadata holds absolute paths, so a copy's existing
+tables still point at the original's files; new files and commits of the copy never reach the
+original's catalog.
 
-The notebooks run in their own kernels (papermill); this process never starts Spark.
+The notebooks run in their own kernels; this process never starts Spark.
 """
 
 from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +31,7 @@ from lab_env.checks import CHECK_MARKER
 from lab_env.cli import main
 from lab_env.config import load_settings
 from lab_env.runner import StepFailed, execute_notebook, kernel_env
+from tests.notebook_ci import NotebookCI, has_exercises, notebook_ci
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((REPO / "solutions").glob("*.ipynb"))
@@ -39,21 +44,37 @@ def _ids(paths: list[Path]) -> list[str]:
 
 
 class SolutionRuns:
-    """Runs the solution notebooks once each, in order, in one LAB_HOME, on demand."""
+    """Runs the solution notebooks once each, in order, in one LAB_HOME, on demand.
 
-    def __init__(self, root: Path) -> None:
+    With ``nbval``, the nbval run of this session already did: its LAB_HOME and copies are used,
+    and a solution's result is what its cells did there.
+    """
+
+    def __init__(self, root: Path, nbval: NotebookCI | None = None) -> None:
         self.home = root / "lakehouse"
         self.snapshots = root / "snapshots"
         self.outputs = root / "executed"
+        self.nbval = nbval
         self.results: dict[str, nbformat.NotebookNode | StepFailed] = {}
 
     def _execute(self, notebook: Path) -> nbformat.NotebookNode | StepFailed:
+        if self.nbval is not None:
+            return self._nbval_result(notebook)
         settings = load_settings(home=self.home)
         try:
             with kernel_env(settings):
                 return execute_notebook(notebook, self.outputs / notebook.name)
         except StepFailed as exc:
             return exc
+
+    def _nbval_result(self, notebook: Path) -> nbformat.NotebookNode | StepFailed:
+        assert self.nbval is not None
+        stem = notebook.stem
+        if stem not in self.nbval.finished:
+            return StepFailed(notebook, notebook, None, "nbval did not run it to its last cell")
+        if failed := self.nbval.failures.get(stem):
+            return StepFailed(notebook, notebook, None, f"nbval items failed: {', '.join(failed)}")
+        return nbformat.v4.new_notebook()  # nbval checked what it printed, cell by cell
 
     def _run_before(self, notebook: Path) -> None:
         for earlier in SOLUTIONS[: SOLUTIONS.index(notebook)]:
@@ -78,8 +99,14 @@ class SolutionRuns:
 
 
 @pytest.fixture(scope="module")
-def solution_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SolutionRuns]:
-    yield SolutionRuns(tmp_path_factory.mktemp("notebook-ci"))
+def solution_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SolutionRuns]:
+    state = notebook_ci(request.config)
+    if state is not None and state.started == [p.stem for p in SOLUTIONS]:
+        yield SolutionRuns(state.root, nbval=state)
+    else:
+        yield SolutionRuns(tmp_path_factory.mktemp("notebook-ci"))
 
 
 def _stdout(nb: nbformat.NotebookNode) -> str:
@@ -97,14 +124,6 @@ def _code(notebook: Path) -> list[str]:
     return [c.source for c in cells if c.cell_type == "code"]
 
 
-def _has_exercises(notebook: Path) -> bool:
-    _, stubs = exercises.learner_notebook(notebook)
-    nb = nbformat.read(str(notebook), as_version=4)
-    return stubs > 0 or any(
-        exercises.checked_exercises(c.source) for c in nb.cells if c.cell_type == "code"
-    )
-
-
 def test_there_are_solution_notebooks() -> None:
     assert SOLUTIONS, f"no notebooks in {REPO / 'solutions'}: the course needs at least one"
 
@@ -120,7 +139,7 @@ def test_solution_runs_and_passes_its_checks(
     lines = [line for line in _stdout(result).splitlines() if line.startswith(CHECK_MARKER)]
     failed = [line for line in lines if " FAIL " in line]
     assert not failed, "a solution must pass its own checks:\n" + "\n".join(failed)
-    if _has_exercises(notebook):
+    if has_exercises(notebook) and solution_runs.nbval is None:
         assert any(" PASS " in line for line in lines), f"{notebook.name} printed no passing check"
 
 
@@ -172,6 +191,16 @@ def _repo_notebooks() -> list[Path]:
     return [REPO / name for name in listed]
 
 
+def _reference_cell(path: Path, cell: dict) -> bool:
+    """A solution cell whose output nbval compares: tagged, and kept by nbstripout."""
+    meta = cell.get("metadata", {})
+    return (
+        path.parent == REPO / "solutions"
+        and exercises.REFERENCE_TAG in meta.get("tags", [])
+        and meta.get("keep_output") is True
+    )
+
+
 def test_repository_notebooks_carry_no_outputs() -> None:
     notebooks = _repo_notebooks()
     assert notebooks, "git lists no notebooks"
@@ -179,12 +208,59 @@ def test_repository_notebooks_carry_no_outputs() -> None:
     for path in notebooks:
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
         for index, cell in enumerate(cells):
-            if cell.get("outputs") or cell.get("execution_count") is not None:
+            kept = _reference_cell(path, cell) and cell.get("execution_count") is None
+            if (cell.get("outputs") or cell.get("execution_count") is not None) and not kept:
                 dirty.append(f"{path.relative_to(REPO)} cell {index}")
     assert not dirty, (
         "notebooks must be committed without outputs (run `nbstripout <file>`, or "
-        "`pre-commit install` once): " + ", ".join(dirty)
+        "`pre-commit install` once), except the reference outputs of solution cells tagged "
+        f"{exercises.REFERENCE_TAG} with keep_output: " + ", ".join(dirty)
     )
+
+
+def test_every_reference_cell_has_its_reference_output() -> None:
+    missing = [
+        f"{path.name} cell {index}"
+        for path in SOLUTIONS
+        for index, cell in enumerate(json.loads(path.read_text(encoding="utf-8"))["cells"])
+        if exercises.REFERENCE_TAG in cell.get("metadata", {}).get("tags", [])
+        and not (cell.get("outputs") and cell.get("metadata", {}).get("keep_output"))
+    ]
+    assert not missing, (
+        "record them: bench/notebook_suite.py --keep, then "
+        "lab build-exercises --record-outputs <kept>/executed: " + ", ".join(missing)
+    )
+
+
+@pytest.mark.notebook
+def test_nbval_fails_when_a_reference_output_changes(tmp_path: Path) -> None:
+    """A moved count fails CI with nbval's diff: the same notebook passes, then an edit fails."""
+    source = REPO / "solutions" / "00_welcome.ipynb"
+    nb = nbformat.read(str(source), as_version=4)
+    reference = [c for c in nb.cells if _reference_cell(source, c)]
+    assert reference, f"{source.name} has no {exercises.REFERENCE_TAG} cell to test with"
+    folder = tmp_path / "solutions"
+    folder.mkdir()
+    shutil.copy(REPO / "milestones.md", tmp_path)  # the notebook reads the roadmap one level up
+    copy = folder / source.name
+
+    def nbval(notebook: nbformat.NotebookNode) -> subprocess.CompletedProcess[str]:
+        nbformat.write(notebook, str(copy))
+        return subprocess.run(  # nbval with this project's plugin, outside the repository
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+             "-p", "tests.notebook_ci", "--rootdir", str(tmp_path), "-c", "/dev/null", str(copy)],
+            cwd=tmp_path, env=os.environ | {"PYTHONPATH": str(REPO)},
+            capture_output=True, text=True, timeout=600, check=False,
+        )
+
+    same = nbval(nb)
+    assert same.returncode == 0, same.stdout[-3000:]
+    stream = next(o for o in reference[0].outputs if o.output_type == "stream")
+    stream.text = stream.text.replace("1", "2", 1) if "1" in stream.text else stream.text + "!"
+    moved = nbval(nb)
+    assert moved.returncode == 1, moved.stdout[-3000:]
+    assert "nbval" in moved.stdout.lower() or "mismatch" in moved.stdout.lower()
+    assert f"{copy.name}::Cell" in moved.stdout, moved.stdout[-3000:]
 
 
 def _literal_assignment(stmt: ast.stmt) -> bool:

@@ -150,11 +150,31 @@ def test_a_killed_run_leaves_no_partial_result_after_the_rerun(
         assert process.poll() is None, "the run ended before the step to kill it in"
         time.sleep(0.5)
     time.sleep(8)
+    assert processes_of(home), "the run's kernel should be working by now"
     os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=60)
+    # The kernel and its JVM run in a session of their own, yet die with the run: within 2 s.
+    deadline = time.monotonic() + 2
+    while processes_of(home) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not processes_of(home), "the run's kernel or its JVM outlived the killed run"
     result = lab(home, "run", "--start", DATE, "--end", DATE)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert_same_tables(reference, home)
+
+
+def processes_of(home: Path) -> list[int]:
+    """The live processes whose environment holds LAB_HOME=home (a run, its kernel, its JVM)."""
+    needle = f"LAB_HOME={home}\0".encode()
+    found = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            try:
+                if needle in (proc / "environ").read_bytes():
+                    found.append(int(proc.name))
+            except OSError:  # gone meanwhile, or not ours to read
+                continue
+    return found
 
 
 BACKFILL = ("2025-02-13", "2025-02-14")

@@ -108,7 +108,7 @@ def test_pipeline_stops_at_a_failure_and_keeps_every_executed_copy(
     folder = Path(summary.folder)
     assert folder.name == "t-1" and folder.parent.name == "2025-01-01_2025-01-02"
     assert {p.name for p in folder.iterdir()} == {
-        "01.ipynb", "01.log", "02.ipynb", "02.log", "summary.json"
+        "01.ipynb", "02.ipynb", "kernel.log", "summary.json"
     }
     out = capsys.readouterr().out
     assert "not run (depend on second): third" in out

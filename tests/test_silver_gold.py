@@ -1,10 +1,12 @@
 """Silver and gold on the sample, for real: bronze from the replay server, then the silver and
 gold notebooks run twice each with papermill for March 2025.
 
-Five notebook executions in all (each starts its own kernel and JVM; this process never starts
-Spark): bronze, silver, gold, then silver and gold again for the same dates, which must change
-nothing. The tests then read the tables with pyiceberg, compare typed values with the bronze
-strings, and feed every self-check a wrong answer (a damaged copy of a real table).
+Five notebook executions in one kernel (one JVM; this process never starts Spark): bronze,
+silver, gold, then silver and gold again for the same dates, which must change nothing. The
+same month is then built once more as a production job would build it (lesson cells left out)
+in a LAB_HOME of its own: the rows must be the same. The tests read the tables with pyiceberg,
+compare typed values with the bronze strings, and feed every self-check a wrong answer (a
+damaged copy of a real table).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from lab_env.checks import CHECK_MARKER
 from lab_env.checks import gold as gold_checks
 from lab_env.checks import silver as silver_checks
 from lab_env.config import get_settings
-from lab_env.runner import execute_notebook, kernel_env
+from lab_env.runner import Kernel, execute_notebook, kernel_env
 from lab_env.storage import get_store
 
 pytestmark = [pytest.mark.notebook, pytest.mark.spark]
@@ -88,17 +90,39 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
     get_settings.cache_clear()
     executed: dict[str, nbformat.NotebookNode] = {}
     try:
-        with kernel_env(get_settings()):
+        with kernel_env(get_settings()), Kernel() as kernel:
             params = {"start_date": START, "end_date": END, "run_id": "round-1"}
-            execute_notebook(BRONZE_NB, root / "02.ipynb", params)
+            execute_notebook(BRONZE_NB, root / "02.ipynb", params, kernel=kernel)
             for label, notebook in (("silver-1", SILVER_NB), ("gold-1", GOLD_NB)):
-                executed[label] = execute_notebook(notebook, root / f"{label}.ipynb", params)
+                executed[label] = execute_notebook(
+                    notebook, root / f"{label}.ipynb", params, kernel=kernel
+                )
             first = table_states()
             params["run_id"] = "round-2"
             for label, notebook in (("silver-2", SILVER_NB), ("gold-2", GOLD_NB)):
-                executed[label] = execute_notebook(notebook, root / f"{label}.ipynb", params)
+                executed[label] = execute_notebook(
+                    notebook, root / f"{label}.ipynb", params, kernel=kernel
+                )
             second = table_states()
         yield Lake(root / "lakehouse", executed, first, second)
+    finally:
+        mp.undo()
+        get_settings.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def job_tables(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> dict[str, TableState]:
+    """Round one again, in a LAB_HOME of its own, as `lab run` executes it: as jobs."""
+    root = tmp_path_factory.mktemp("silver-gold-job")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("LAB_HOME", str(root / "lakehouse"))
+    get_settings.cache_clear()
+    try:
+        with kernel_env(get_settings()), Kernel() as kernel:
+            params = {"start_date": START, "end_date": END, "run_id": "round-1"}
+            for notebook in (BRONZE_NB, SILVER_NB, GOLD_NB):
+                execute_notebook(notebook, root / notebook.name, params, job=True, kernel=kernel)
+            return table_states()
     finally:
         mp.undo()
         get_settings.cache_clear()
@@ -146,6 +170,20 @@ def test_second_round_leaves_every_table_as_it_was(lake: Lake) -> None:
             "from a run that changed nothing"
         )
     assert "nothing committed" in stdout(lake.executed["gold-2"])
+
+
+def test_jobs_build_the_same_rows_as_the_lesson(
+    lake: Lake, job_tables: dict[str, TableState]
+) -> None:
+    fetched = {"fetched_at"}  # when bronze fetched the bytes, not what they say
+
+    def rows(state: TableState) -> list[dict[str, Any]]:
+        return [{k: v for k, v in row.items() if k not in fetched} for row in state.rows]
+
+    assert sorted(job_tables) == sorted(lake.first)
+    for name, state in lake.first.items():
+        assert state.rows, f"{name} is empty after the lesson"
+        assert rows(job_tables[name]) == rows(state), f"{name}: the job built other rows"
 
 
 def test_no_table_repeats_a_key(lake: Lake) -> None:

@@ -36,6 +36,9 @@ class CheckResult:
     def __bool__(self) -> bool:
         return self.passed
 
+    def _ipython_display_(self) -> None:
+        """A check cell's value shows nothing: the check has printed its line already."""
+
 
 @dataclass(frozen=True)
 class _Verdict:
