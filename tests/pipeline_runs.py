@@ -1,0 +1,73 @@
+"""Helpers for the tests that run the whole pipeline in subprocesses, each in its own LAB_HOME."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+
+from lab_env.catalog import get_catalog
+from lab_env.config import load_settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Columns that say when or by which run a row was written, not what the data is.
+RUN_COLUMNS = {"ingest_run_id", "silver_run_id", "fetched_at"}
+
+
+def lab_env_vars(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
+    return env | {"LAB_HOME": str(home)}
+
+
+def lab(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lab_env.cli", *args],
+        env=lab_env_vars(home),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def tables(home: Path) -> dict[str, pa.Table]:
+    """Every silver and gold table under ``home``, run columns dropped, rows sorted."""
+    catalog = get_catalog(load_settings(home=home))
+    contents = {}
+    for namespace in ("silver", "gold"):
+        for ident in catalog.list_tables(namespace):
+            data = catalog.load_table(ident).scan().to_arrow()
+            keep = [c for c in data.column_names if c not in RUN_COLUMNS]
+            data = data.select(keep)
+            contents[".".join(ident)] = data.sort_by(
+                [(c, "ascending") for c in keep if not pa.types.is_nested(data[c].type)]
+            )
+    return contents
+
+
+def assert_same_tables(left: Path, right: Path) -> None:
+    a, b = tables(left), tables(right)
+    assert sorted(a) == sorted(b)
+    assert any(t.num_rows for t in a.values()), "the runs built empty tables"
+    for name in a:
+        assert a[name].equals(b[name]), f"{name} differs"
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def airflow_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    return subprocess.run(
+        [airflow, *args], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
