@@ -1,8 +1,9 @@
-"""Helpers for the tests that run the whole pipeline in subprocesses, each in its own LAB_HOME."""
+"""Helpers for tests that run the pipeline or a server in subprocesses, each LAB_HOME its own."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -71,3 +72,13 @@ def airflow_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[
     return subprocess.run(
         [airflow, *args], env=env, capture_output=True, text=True, timeout=300, check=False
     )
+
+
+def stop_group(process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    """Stop a server started with ``start_new_session=True``, and everything it started."""
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=timeout)

@@ -7,14 +7,20 @@ module whole, so here it runs beside the other production scenarios instead of a
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from pipeline_runs import airflow_cli, assert_same_tables, free_port, lab, lab_env_vars
+from pipeline_runs import (
+    airflow_cli,
+    assert_same_tables,
+    free_port,
+    lab,
+    lab_env_vars,
+    stop_group,
+)
 
 pytestmark = [pytest.mark.notebook, pytest.mark.airflow]
 
@@ -73,11 +79,7 @@ def test_an_airflow_backfill_builds_the_same_tables_as_lab_run(tmp_path: Path) -
             assert time.monotonic() < deadline, f"backfill still running: {states}"
             time.sleep(15)
     finally:
-        os.killpg(standalone.pid, signal.SIGTERM)
-        try:
-            standalone.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(standalone.pid, signal.SIGKILL)
+        stop_group(standalone)
         log.close()
 
     assert states == {first: "success", last: "success"}, states

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,14 +16,9 @@ from pathlib import Path
 
 import pytest
 import requests
+from pipeline_runs import free_port, stop_group
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -55,11 +48,7 @@ def jupyter_lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
             time.sleep(0.5)
         yield url, token
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_group(server, timeout=30)
         log.close()
 
 
