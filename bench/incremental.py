@@ -7,7 +7,7 @@ In a fresh LAB_HOME (a temp folder unless ``--home``), it writes ``--days`` days
 ``--assets`` assets, ending 2025-12-31, straight into the bronze contract's layout (one
 ``/assets`` snapshot and one hourly history per asset and day, each with its ``.meta.json``),
 from the walk of :mod:`lab_env.samples`. Then, with ``lab_env.runner.run_pipeline`` (the code
-``lab run`` runs: every step a solution notebook in a fresh kernel with its own Spark):
+``lab run`` runs: every step a solution notebook run as a job, all in one kernel):
 
 1. ``full refresh``: silver and gold rebuilt from every day of bronze but the last (a full
    refresh reads every bronze partition there is, so the last day is not written yet);
@@ -187,9 +187,9 @@ def doc_table(args: argparse.Namespace, days: list[dt.date], price_rows: int, fi
         "",
         textwrap.fill(
             f"A full refresh took **{seconds(full) / seconds(incremental):.1f}x** the time of one "
-            "incremental day. Each step is a notebook in a fresh kernel with its own Spark "
-            "session, so both figures include two kernel and Spark start-ups and the notebooks' "
-            "self-checks and charts.", WIDTH),
+            "incremental day. Both runs execute their steps as jobs in one kernel, so each "
+            "figure includes one kernel and one Spark start-up (in silver's seconds) and the "
+            "checks that guard the data, not the lessons' extras.", WIDTH),
         END,
     ]
     return "\n".join(lines)
