@@ -313,7 +313,9 @@ def _changes(
 
     catalog = get_catalog(settings)
     changes = []
-    for name in sorted(_snapshot_ids(settings)):
+    for name, ids in sorted(_snapshot_ids(settings).items()):
+        if not ids - before.get(name, set()):
+            continue  # no commit since: no need to load the table again
         table = catalog.load_table(name)
         new = [
             s
