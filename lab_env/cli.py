@@ -31,9 +31,11 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lab_env.lineage",
     "lab_env.maintain",
     "lab_env.quality.report",
+    "lab_env.bronze",
 )
 # Commands that write the lakehouse hold the LAB_HOME lock (lab_env.lock) from the start, so a
-# second one is refused before it prints or starts anything. (A dry run writes nothing.)
+# second one is refused before it prints or starts anything. (A dry run writes nothing.) A command
+# with subcommands says per subcommand with ``writes`` in its defaults.
 WRITERS = frozenset({"run", "ingest", "restore", "maintain"})
 
 
@@ -66,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _writer_lock(
     args: argparse.Namespace, argv: list[str]
 ) -> contextlib.AbstractContextManager[object]:
-    if args.command not in WRITERS or getattr(args, "dry_run", False):
+    if not getattr(args, "writes", args.command in WRITERS) or getattr(args, "dry_run", False):
         return contextlib.nullcontext()
     from lab_env.config import get_settings
     from lab_env.lock import lakehouse_lock

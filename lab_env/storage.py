@@ -67,6 +67,25 @@ class RawStore:
                 f"No raw object at {self.uri(key)}.", "list what exists with RawStore.list()."
             ) from None
 
+    def move(self, key: str, new_key: str) -> str:
+        """Move an object to a key that is not taken (retiring it keeps it, under another name)."""
+        if not self.exists(key):
+            raise LabError(f"No raw object at {self.uri(key)}.",
+                           "list what exists with lab bronze list.")
+        if self.exists(new_key):
+            raise ObjectExistsError(
+                f"Raw object {self.uri(new_key)} already exists and raw objects are immutable.",
+                "it was moved there before: leave it, or choose another key.",
+            )
+        path = self._path(new_key)
+        self.fs.create_dir(posixpath.dirname(path), recursive=True)
+        self.fs.move(self._path(key), path)
+        return self.uri(new_key)
+
+    def remove(self, key: str) -> None:
+        """Delete one object: only for a sidecar whose content lives on elsewhere (see move)."""
+        self.fs.delete_file(self._path(key))
+
     def list(self, prefix: str = "") -> list[str]:
         """Keys under ``prefix``, sorted (unfinished ``.tmp-writing`` files are left out)."""
         return sorted(self._walk(prefix))

@@ -24,10 +24,12 @@ def lab_env_vars(home: Path) -> dict[str, str]:
     return env | {"LAB_HOME": str(home)}
 
 
-def lab(home: Path, *args: str, timeout: float = 900) -> subprocess.CompletedProcess[str]:
+def lab(
+    home: Path, *args: str, timeout: float = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "lab_env.cli", *args],
-        env=lab_env_vars(home),
+        env=lab_env_vars(home) | (env or {}),
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -99,6 +99,13 @@ CASES = [
     Case("maintain", ("silver.t",), home="truncated", says="roll_back_metadata"),
     Case("maintain", ("--dry-run",), home="file", says="is a file"),
     Case("docs", ("--run", "nope"), says="No quality report"),
+    Case("bronze", ("list", "--start", "2025-02-30"), expect="usage", says="not a date"),
+    Case("bronze", ("list", "--start", "2025-03-02", "--end", "2025-03-01"), says="swap"),
+    Case("bronze", ("list", "--start", "2025-03-30"), home="file", says="is a file"),
+    Case("bronze", ("retire", "--run", "r1", "--reason", "x"), says="--run needs the day"),
+    Case("bronze", ("retire", "k.json", "--reason", "x"), says="is not a bronze answer"),
+    Case("bronze", ("retire", "--run", "r1", "--start", "2025-03-30", "--reason", "x"),
+         home="unwritable", says="cannot be written"),
     Case("docs", ("--serve", "--port", "BUSY"), home="report", says="already in use"),
 ]
 

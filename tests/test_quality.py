@@ -27,7 +27,7 @@ from pyiceberg.catalog import Catalog
 
 from lab_env.quality import CRITICAL, WARNING, audit_branch
 from lab_env.quality.gate import GateReport, QualityGateFailed, run_gate
-from lab_env.quality.suites import SUITES_BY_LAYER, severity
+from lab_env.quality.suites import ASSET_FIELDS, SUITES_BY_LAYER, severity
 
 pytestmark = pytest.mark.spark
 
@@ -360,14 +360,14 @@ def test_bronze_suites_catch_unparsable_and_out_of_window_payloads(
 
     day = dt.date(2032, 2, 2)
     store = get_store()
-    part = f"bronze/coincap/asset_history/ingest_date={day}/asset_id=alpha"
+    part = f"bronze/coincap/asset_history/ingest_date={day}/asset_id="
     inside = int(dt.datetime.combine(day, dt.time(3), dt.UTC).timestamp() * 1000)
     outside = int(dt.datetime.combine(day + dt.timedelta(days=3), dt.time(), dt.UTC)
                   .timestamp() * 1000)
     points = [{"priceUsd": "1.5", "time": inside + n * 3_600_000} for n in range(24)]
     points.append({"priceUsd": "1.5", "time": outside})
-    for key, body in ((f"{part}/history-ok.json", json.dumps({"data": points})),
-                      (f"{part}/history-cut.json", '{"data": [{"priceUsd": "1.')):
+    for key, body in ((f"{part}alpha/history-ok.json", json.dumps({"data": points})),
+                      (f"{part}beta/history-cut.json", '{"data": [{"priceUsd": "1.')):
         store.put(key, body.encode())
         store.put(f"{key}.meta.json", b"{}")
     assets_key = f"bronze/coincap/assets/ingest_date={day}/assets-x.json"
@@ -383,6 +383,45 @@ def test_bronze_suites_catch_unparsable_and_out_of_window_payloads(
     assert ("bronze.history_points", "observed_at") in failures
     assert ("bronze.assets", "has_meta") in failures
     assert ("bronze.assets", "parses") not in failures
+
+
+def test_bronze_audits_the_answer_silver_reads_the_newest_of_each_folder(
+    tmp_path: Path, gx_loaded: None
+) -> None:
+    """A day fetched twice keeps both answers; the audit, like silver, reads the newer one."""
+    from lab_env.storage import get_store
+
+    store = get_store()
+    start = int(dt.datetime(2033, 3, 3, tzinfo=dt.UTC).timestamp() * 1000)
+    priced = [{"priceUsd": "2.5", "time": start + n * 3_600_000} for n in range(24)]
+    unpriced = [{"priceUsd": None, "time": start + n * 3_600_000} for n in range(24)]
+    assets = json.dumps({"data": [{f: "1" for f in ASSET_FIELDS} for _ in range(20)]}).encode()
+
+    def day_with(first: list[dict], then: list[dict], day: dt.date) -> None:
+        store.put(f"bronze/coincap/assets/ingest_date={day}/assets-x.json", assets)
+        store.put(f"bronze/coincap/assets/ingest_date={day}/assets-x.json.meta.json", b"{}")
+        folder = f"bronze/coincap/asset_history/ingest_date={day}/asset_id=alpha"
+        for name, records, fetched in (("a", first, "T09:00:00.000+00:00"),
+                                       ("b", then, "T08:00:00.000+00:00")):
+            key = f"{folder}/history-{name}.json"  # "b" sorts last but was fetched first
+            store.put(key, json.dumps({"data": records}).encode())
+            store.put(f"{key}.meta.json",
+                      json.dumps({"fetched_at": f"{day}{fetched}"}).encode())
+
+    def critical_failures(day: dt.date) -> set[tuple[str, str | None]]:
+        try:
+            run_gate(day, day, f"bronze-{day}", layers=("bronze",), folder=tmp_path / str(day),
+                     alert=False)
+        except QualityGateFailed as failed:
+            return {(o.suite, o.column) for o in failed.report.failures(CRITICAL)}
+        return set()
+
+    healed, broken = dt.date(2033, 3, 3), dt.date(2033, 3, 4)
+    day_with(priced, unpriced, healed)  # the null prices were fetched first, then replaced
+    shifted = [{**p, "time": p["time"] + 86_400_000} for p in priced]
+    day_with([{**p, "priceUsd": None} for p in shifted], shifted, broken)  # the other way round
+    assert ("bronze.history_points", "price_usd") not in critical_failures(healed)
+    assert ("bronze.history_points", "price_usd") in critical_failures(broken)
 
 
 # ----- Data Docs in a browser -----

@@ -56,8 +56,38 @@ def _response_row(key: str, body: bytes, has_meta: bool, fields: tuple[str, ...]
             "missing_fields": ", ".join(sorted(missing)), "_records": rows}
 
 
+def _fetched_at(store: Any, key: str) -> str:
+    """The sidecar's fetch time of a bronze object ('' when it has no readable sidecar)."""
+    try:
+        meta = json.loads(store.get(f"{key}.meta.json"))
+    except (LabError, ValueError):
+        return ""
+    return str(meta.get("fetched_at") or "") if isinstance(meta, dict) else ""
+
+
+def current_responses(listed: list[str], store: Any) -> list[str]:
+    """The responses silver builds from: per folder (a day, or a day and an asset), the newest.
+
+    A day fetched again keeps every answer in bronze (objects are immutable), and silver keeps
+    the rows of the newest fetch; the audit reads the same one, so an old bad answer that a
+    later healthy fetch replaced no longer blocks the day. Answers without a sidecar are all
+    kept (the suite fails on them).
+    """
+    metas = {k for k in listed if k.endswith(".meta.json")}
+    newest: dict[str, tuple[str, str]] = {}
+    orphans = []
+    for key in (k for k in listed if k.endswith(".json") and k not in metas):
+        if f"{key}.meta.json" not in metas:
+            orphans.append(key)
+            continue
+        folder = key.rsplit("/", 1)[0]
+        candidate = (_fetched_at(store, key), key)
+        newest[folder] = max(newest.get(folder, candidate), candidate)
+    return sorted([key for _, key in newest.values()] + orphans)
+
+
 def bronze_frames(start: dt.date, end: dt.date, store: Any = None) -> dict[str, pd.DataFrame]:
-    """One row per /assets response, per history response, and per history point."""
+    """One row per current /assets response, per current history response, and per point."""
     import pandas as pd
 
     from lab_env.storage import get_store
@@ -69,7 +99,7 @@ def bronze_frames(start: dt.date, end: dt.date, store: Any = None) -> dict[str, 
         for endpoint, fields in (("assets", ASSET_FIELDS), ("asset_history", HISTORY_FIELDS)):
             listed = store.list(f"{BRONZE}/{endpoint}/ingest_date={day}")
             metas = {k for k in listed if k.endswith(".meta.json")}
-            for key in (k for k in listed if k.endswith(".json") and k not in metas):
+            for key in current_responses(listed, store):
                 row = _response_row(key, store.get(key), f"{key}.meta.json" in metas, fields)
                 records = row.pop("_records")
                 rows[endpoint].append(row)
