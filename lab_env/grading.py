@@ -12,11 +12,12 @@ import contextlib
 import re
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lab_env import states
 from lab_env.checks import CHECK_MARKER, load_results
 from lab_env.checks._core import progress_file
 from lab_env.config import Settings, get_settings
@@ -29,6 +30,7 @@ from lab_env.exercises import (
     stub_exercises,
 )
 from lab_env.runner import kernel_env
+from lab_env.samples import SAMPLE_START
 
 if TYPE_CHECKING:
     import nbformat
@@ -139,13 +141,20 @@ class CheckRun:
     results: list[ExerciseResult]
     output: Path
     problem: str = ""  # e.g. the kernel died: later checks never ran
+    started_from: str = ""  # how the lakehouse was put back to the milestone's start, if it was
 
 
-def check_notebook(notebook: Path) -> CheckRun:
-    """Execute a learner notebook under the current LAB_HOME and grade its exercises."""
+def check_notebook(notebook: Path, *, clean_start: bool = True) -> CheckRun:
+    """Execute a learner notebook under the current LAB_HOME and grade its exercises.
+
+    ``clean_start`` (local profile, a numbered milestone): first put the lakehouse back to the
+    start of the milestone (:mod:`lab_env.states`), so what an earlier wrong answer wrote cannot
+    fail a corrected one. The check holds the LAB_HOME lock while it resets and runs.
+    """
     import nbformat
     from nbclient.exceptions import DeadKernelError
 
+    from lab_env.lock import lakehouse_lock
     from lab_env.runner import execute_notebook
 
     if not notebook.is_file():
@@ -154,8 +163,14 @@ def check_notebook(notebook: Path) -> CheckRun:
         )
     settings = get_settings()
     output = settings.runs_dir / "checks" / notebook.name
-    output.unlink(missing_ok=True)
-    with kernel_env(settings):
+    number = milestone(notebook)
+    started_from = ""
+    with contextlib.ExitStack() as stack:
+        if clean_start and settings.is_local and number.isdigit():
+            stack.enter_context(lakehouse_lock(settings, None, f"lab check {notebook.name}"))
+            started_from = start_of_milestone(settings, int(number), REPO / "solutions")
+        output.unlink(missing_ok=True)
+        stack.enter_context(kernel_env(settings))
         try:
             # what the kernel and its JVM print themselves goes to a log, not the learner's terminal
             executed = execute_notebook(
@@ -166,8 +181,9 @@ def check_notebook(notebook: Path) -> CheckRun:
                 raise
             # the copy is saved after every cell, so grade what ran before the kernel died
             executed = nbformat.read(str(output), as_version=4)
-            return CheckRun(grade(executed), output, "the kernel died; later cells never ran")
-    return CheckRun(grade(executed), output)
+            return CheckRun(grade(executed), output, "the kernel died; later cells never ran",
+                            started_from)
+    return CheckRun(grade(executed), output, started_from=started_from)
 
 
 _STYLE = {PASSED: "[green]passed[/green]", FAILED: "[red]failed[/red]",
@@ -188,6 +204,10 @@ def _cmd_check(args: argparse.Namespace) -> int:
     console = _console()
     console.print(f"Running {notebook} (a kernel, and Spark if the notebook uses it) ...")
     run = check_notebook(notebook)
+    if run.started_from:
+        console.print(f"Started from the lakehouse at the start of milestone "
+                      f"{milestone(notebook)} ({run.started_from}): what earlier attempts wrote "
+                      f"is gone, and JupyterLab now sees the same state.")
     table = Table(title=f"lab check {notebook.name}")
     for column in ("exercise", "result", "title", "hint / detail"):
         table.add_column(column)
@@ -282,22 +302,56 @@ def _progress_kept() -> Iterator[None]:
             path.write_bytes(before)
 
 
-def _clear_local_state(settings: Settings) -> list[Path]:
-    if not settings.is_local:
-        raise LabError(
-            "--fresh only clears the local profile's LAB_HOME.",
-            "on the compose stack, drop the tables and empty the bucket yourself, or omit --fresh.",
-        )
-    removed = []
-    for path in (settings.lab_home / "raw", settings.lab_home / "warehouse", settings.catalog_db):
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-        else:
-            continue
-        removed.append(path)
-    return removed
+def restore_parameters(milestone_number: int, run_id: str) -> dict[str, object]:
+    """What the earlier solutions run with: from milestone 4 on, bronze and silver cover the
+    whole sample, so gold's 7- and 30-day windows and the 90-day plots have their history."""
+    params: dict[str, object] = {"run_id": run_id}
+    if milestone_number >= 4:
+        params["start_date"] = SAMPLE_START.isoformat()
+    return params
+
+
+def start_of_milestone(
+    settings: Settings,
+    milestone_number: int,
+    solutions: Path,
+    *,
+    rebuild: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> str:
+    """Put the local lakehouse at the start of a milestone; say how ("kept state" or "built").
+
+    A kept start state is copied back (seconds). Otherwise LAB_HOME's lakehouse is cleared, the
+    earlier milestones' solutions run as jobs in one kernel, and the result is kept for next
+    time. The caller holds the LAB_HOME lock.
+    """
+    from lab_env.runner import KERNEL_LOG, Kernel, execute_notebook, new_run_id
+
+    if not rebuild and states.load(settings, milestone_number):
+        return "kept state"
+    plan = restore_plan(milestone_number, solutions)
+    states.clear(settings)
+    run_id = f"restore-{new_run_id()}"
+    folder = settings.runs_dir / "restore" / run_id
+    if plan:
+        # As jobs (lesson cells left out), all in one kernel: the JVM starts once.
+        with (
+            kernel_env(settings),
+            _progress_kept(),
+            Kernel(cwd=solutions, log=folder / KERNEL_LOG) as kernel,
+        ):
+            for index, notebook in enumerate(plan, start=1):
+                if echo:
+                    echo(f"[{index}/{len(plan)}] {notebook.name} ...")
+                began = time.perf_counter()
+                execute_notebook(notebook, folder / notebook.name,
+                                 restore_parameters(milestone_number, run_id), job=True,
+                                 kernel=kernel)
+                if echo:
+                    echo(f"  done in {time.perf_counter() - began:.1f}s")
+        shutil.rmtree(folder, ignore_errors=True)  # the executed copies: nothing to read there
+    states.save(settings, milestone_number, run_id)
+    return f"built by {len(plan)} solution notebook(s), kept for next time"
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
@@ -305,32 +359,38 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     from lab_env.runner import KERNEL_LOG, Kernel, execute_notebook, new_run_id
 
     settings = get_settings()
-    plan = restore_plan(args.milestone, Path(args.root) / "solutions")
+    solutions = Path(args.root) / "solutions"
     console = _console()
+    if settings.is_local:
+        console.print(f"Restoring LAB_HOME {settings.lab_home} to the start of milestone "
+                      f"{args.milestone:02d} ...")
+        with lakehouse_lock(settings, None, f"lab restore {args.milestone}"):
+            if args.fresh:
+                states.forget(settings)
+            how = start_of_milestone(settings, args.milestone, solutions, rebuild=args.fresh,
+                                     echo=console.print)
+        console.print(f"[green]Ready for milestone {args.milestone:02d}[/green] ({how}). What "
+                      f"milestone {args.milestone:02d} and later wrote is gone.")
+        return 0
     if args.fresh:
-        for path in _clear_local_state(settings):
-            console.print(f"removed {path}")
+        states.clear(settings)  # explains that the compose stack is not cleared
+    plan = restore_plan(args.milestone, solutions)
     if not plan:
         console.print(f"Nothing to run: no solution notebook before milestone {args.milestone}.")
         return 0
+    # The compose stack: run the earlier solutions on what it holds (nothing is cleared).
     run_id = f"restore-{new_run_id()}"
     folder = settings.runs_dir / "restore" / run_id
-    console.print(f"Restoring LAB_HOME {settings.lab_home} to the start of milestone "
-                  f"{args.milestone:02d}: {len(plan)} notebook(s).")
-    # As jobs (lesson cells left out), all in one kernel: the JVM starts once.
     with (
-        lakehouse_lock(settings, run_id, f"lab restore {args.milestone}"),  # one writer
+        lakehouse_lock(settings, run_id, f"lab restore {args.milestone}"),
         kernel_env(settings),
         _progress_kept(),
-        Kernel(cwd=Path(args.root) / "solutions", log=folder / KERNEL_LOG) as kernel,
+        Kernel(cwd=solutions, log=folder / KERNEL_LOG) as kernel,
     ):
         for index, notebook in enumerate(plan, start=1):
             console.print(f"[{index}/{len(plan)}] {notebook.name} ...")
-            began = time.perf_counter()
-            execute_notebook(
-                notebook, folder / notebook.name, {"run_id": run_id}, job=True, kernel=kernel
-            )
-            console.print(f"  done in {time.perf_counter() - began:.1f}s")
+            execute_notebook(notebook, folder / notebook.name,
+                             restore_parameters(args.milestone, run_id), job=True, kernel=kernel)
     console.print(f"[green]Ready for milestone {args.milestone:02d}.[/green] Executed: {folder}")
     return 0
 
@@ -350,7 +410,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     restore.add_argument("milestone", type=int, metavar="N", help="milestone number, e.g. 3")
     restore.add_argument(
         "--fresh", action="store_true",
-        help="first delete the local raw files, warehouse and catalog (keeps progress and runs)",
+        help="rebuild the start state from the solutions instead of the kept copy "
+             "(the lakehouse is always cleared first on the local profile; progress and runs stay)",
     )
     restore.add_argument("--root", default=str(REPO), help="the repository (default: %(default)s)")
     restore.set_defaults(handler=_cmd_restore)

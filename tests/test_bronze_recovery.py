@@ -2,6 +2,8 @@
 
 One LAB_HOME walks the whole story an operator meets (docs/bronze.md, "Retiring a bad answer"):
 
+0. the day's ``/assets`` answer arrives cut in half: it goes to ``_rejected`` with its reason,
+   never to bronze, and the run fails saying so;
 1. the source sends null prices; bronze stores them (they parse) and the day's next healthy run
    fetches again: the newer answer is what silver and the gate read, so the day publishes;
 2. the source drops ``priceUsd``; bronze stores that too, and now the healthy re-fetch is
@@ -49,6 +51,14 @@ def test_a_superseded_or_retired_bad_answer_no_longer_blocks_the_day(tmp_path: P
     home = tmp_path / "lakehouse"
     store = make_store(load_settings(home=home))
     day = dt.date.fromisoformat(DAY)
+
+    # 0. A cut /assets answer: rejected with its reason, the run fails, bronze holds nothing.
+    with replay_server(truncate=1, route="assets") as url:
+        code, out = run(home, "--steps", "bronze", url=url)
+    assert code == 1 and "rejected" in out and "Traceback" not in out, out
+    assert answers(store, day, day) == []
+    (cut,) = [k for k in store.list("bronze/_rejected") if k.endswith(".meta.json")]
+    assert json.loads(store.get(cut))["reason"].startswith("invalid JSON")
 
     # 1. Null prices from upstream, then a healthy run: the newer answer supersedes the bad one.
     with replay_server(null_field="priceUsd", route={"null_field": "history"}) as url:
