@@ -241,6 +241,10 @@ def assets_merged(table: str = "silver.assets",
 
 # Values the sample never holds, so the check plants them: (priceUsd string, why it is bad).
 PLANTED_PRICES = (("0", "zero"), ("-2.5", "negative"))
+# typed_points as the notebook builds them, outside a notebook
+PLANTED_SHAPE = ("bronze_key STRING, record_index INT, asset_id STRING, raw STRUCT<priceUsd: "
+                 "STRING, circulatingSupply: STRING, time: BIGINT>, observed_at TIMESTAMP, "
+                 "price_usd DECIMAL(38,24), circulating_supply DECIMAL(38,18)")
 
 
 @exercise("03.3", "Bad values go to quarantine with a reason")
@@ -303,10 +307,8 @@ def planted_points(schema: Any = None) -> Any:
 
     from lab_env.spark import get_spark
 
-    schema = schema or StructType.fromDDL(
-        "bronze_key STRING, record_index INT, asset_id STRING, raw STRUCT<priceUsd: STRING, "
-        "circulatingSupply: STRING, time: BIGINT>, observed_at TIMESTAMP, "
-        "price_usd DECIMAL(38,24), circulating_supply DECIMAL(38,18)")
+    spark = get_spark()
+    schema = schema or spark.createDataFrame([], PLANTED_SHAPE).schema
 
     def shaped(kind: StructType, values: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(shaped(f.dataType, values[f.name]) if isinstance(f.dataType, StructType)
@@ -322,7 +324,7 @@ def planted_points(schema: Any = None) -> Any:
                     "time": int(at.timestamp() * 1000)},
             "observed_at": at, "price_usd": Decimal(price), "circulating_supply": Decimal(1000),
         }))
-    return get_spark().createDataFrame(rows, schema)
+    return spark.createDataFrame(rows, schema)
 
 
 def planted_price_problem(rules: Callable[[Any], Any], schema: Any = None) -> str | None:
