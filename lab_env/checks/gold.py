@@ -268,6 +268,13 @@ def matches_duckdb(start_date: str, end_date: str,
         if absent:
             return fail(f"your DuckDB result has no {absent[0]}: run every SQL file of sql/gold.")
         for mart in KEYS:
+            days = (recomputed[mart].column("trade_date").to_pylist()
+                    if "trade_date" in recomputed[mart].column_names else [])
+            outside = sorted(d for d in days if d is not None and not start <= d <= end)
+            if outside:
+                return fail(f"your DuckDB {mart} has rows outside {start}..{end} (e.g. "
+                            f"{outside[0]}): keep only the span's days, WHERE trade_date "
+                            "BETWEEN $1 AND $2, as the notebook's query does.")
             problem = difference(mart, recomputed[mart], expected[mart])
             if problem:
                 return fail(f"your DuckDB {mart} is not the reference: {problem} (did you register "
