@@ -165,6 +165,10 @@ def _dates(start_date: str, end_date: str) -> tuple[dt.date, dt.date]:
 @exercise("03.1", "Snapshot values are typed exactly")
 def snapshots_typed(table: str = "silver.asset_snapshots") -> _Verdict:
     """Amounts are DECIMAL(38,18), rank an int, times real UTC instants, one row per key."""
+    return _snapshots_verdict(table)
+
+
+def _snapshots_verdict(table: str) -> _Verdict:
     snapshots = load_table(table)
     expected = {"snapshot_at": "timestamptz", "snapshot_date": "date", "rank": "int"}
     expected |= {c: PRICE for c in ("price_usd", "vwap_24h", "change_percent_24h")}
@@ -197,7 +201,7 @@ def snapshots_typed(table: str = "silver.asset_snapshots") -> _Verdict:
 def assets_merged(table: str = "silver.assets",
                   snapshots_table: str = "silver.asset_snapshots") -> _Verdict:
     """One row per asset seen in the snapshots, with its first/last sighting and latest rank."""
-    if not snapshots_typed.__wrapped__(snapshots_table).passed:
+    if not _snapshots_verdict(snapshots_table).passed:
         return upstream_first("03.1", snapshots_table)
     assets = load_table(table)
     hint = type_hint(assets, "max_supply", AMOUNT)
