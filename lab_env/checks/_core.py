@@ -122,8 +122,9 @@ def upstream_first(exercise_id: str, what: str) -> _Verdict:
                 "first (its check says what is wrong), then re-run this cell.")
 
 
-def learner_cell(contains: str) -> str | None:
-    """The source of the newest cell run in this IPython kernel that contains ``contains``.
+def learner_cell(contains: str, assigns: str | None = None) -> str | None:
+    """The source of the newest cell run in this IPython kernel that contains ``contains``
+    (and, with ``assigns``, assigns that name at its top level).
 
     Checks use it to run the learner's own code again (twice, or on a planted case). Outside a
     kernel, or when no such cell ran, None.
@@ -137,7 +138,9 @@ def learner_cell(contains: str) -> str | None:
         return None
     history = shell.user_ns.get("In") or []
     for source in reversed(history):  # newest first; the running cell is the last entry
-        if isinstance(source, str) and contains.lower() in source.lower():
+        if not isinstance(source, str) or contains.lower() not in source.lower():
+            continue
+        if assigns is None or _assigns(source, assigns):
             return source
     return None
 
@@ -175,6 +178,15 @@ def replay(source: str, namespace: dict[str, Any], *, until: str | None = None) 
     with contextlib.redirect_stdout(io.StringIO()):
         exec(code, namespace)
     return namespace
+
+
+def _assigns(source: str, name: str) -> bool:
+    import ast
+
+    try:
+        return any(name in _assigned(node) for node in ast.parse(source).body)
+    except SyntaxError:
+        return False
 
 
 def _assigned(node: Any) -> set[str]:

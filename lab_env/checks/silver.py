@@ -347,7 +347,7 @@ def planted_price_problem(rules: Callable[[Any], Any], schema: Any = None) -> st
 
 def _learner_rules() -> Callable[[Any], Any] | None:
     """The learner's checked_points cell, re-run on planted points (in a notebook only)."""
-    source = learner_cell("checked_points")
+    source = learner_cell("checked_points", assigns="checked_points")
     namespace = kernel_namespace()
     if source is None or "typed_points" not in namespace:
         return None
