@@ -28,6 +28,7 @@ from lab_env.ingest import NOTEBOOK
 from lab_env.replay import ReplayServer
 from lab_env.runner import StepFailed, execute_notebook
 from lab_env.storage import RawStore, get_store
+from tests.mistakes import mistake
 
 KEY = "sk-test-PLANTED-123"
 DAYS = ("2025-03-30", "2025-03-31")
@@ -258,15 +259,17 @@ def verdict(result: CheckResult, capsys: pytest.CaptureFixture[str]) -> tuple[bo
 @pytest.mark.parametrize(
     ("wrong", "hint"),
     [
-        (lambda e, d, b, asset_id=None: right_key(e, d, b, asset_id).replace("ingest_date=", ""),
-         "partition by the logical date"),
-        (lambda e, d, b, asset_id=None: right_key(e, d, b, asset_id).replace(
+        pytest.param(lambda e, d, b, asset_id=None: right_key(e, d, b, asset_id).replace(
+            "ingest_date=", ""),
+         "partition by the logical date", marks=mistake("02.1", "no-date-partition")),
+        pytest.param(lambda e, d, b, asset_id=None: right_key(e, d, b, asset_id).replace(
             hashlib.sha256(b).hexdigest()[:16], hashlib.sha256(b).hexdigest()[:8]),
-         "first 16 hex characters"),
-        (lambda e, d, b, asset_id=None: Path(right_key(e, d, b, asset_id)),
-         "return the key as a str"),
-        (lambda e, d, b, asset_id=None: right_key(e, d, b, asset_id).replace("asset_id=", "id="),
-         "the layout wants"),
+         "first 16 hex characters", marks=mistake("02.1", "short-hash")),
+        pytest.param(lambda e, d, b, asset_id=None: Path(right_key(e, d, b, asset_id)),
+         "return the key as a str", marks=mistake("02.1", "path-not-str")),
+        pytest.param(lambda e, d, b, asset_id=None: right_key(e, d, b, asset_id).replace(
+            "asset_id=", "id="),
+         "the layout wants", marks=mistake("02.1", "asset-folder-misnamed")),
     ],
 )
 def test_check_02_1_partition_keys(
@@ -317,10 +320,13 @@ def _no_meta(store: RawStore, key: str, body: bytes, meta: dict[str, Any]) -> bo
 @pytest.mark.parametrize(
     ("wrong", "hint"),
     [
-        (_overwrites, "check store.exists(key) first"),
-        (_duplicates, "skip (write nothing) when the key already exists"),
-        (_says_written, "return False when it skips"),
-        (_no_meta, "write the meta beside the body"),
+        pytest.param(_overwrites, "check store.exists(key) first",
+                     marks=mistake("02.2", "overwrites")),
+        pytest.param(_duplicates, "skip (write nothing) when the key already exists",
+                     marks=mistake("02.2", "second-copy")),
+        pytest.param(_says_written, "return False when it skips",
+                     marks=mistake("02.2", "always-true")),
+        pytest.param(_no_meta, "write the meta beside the body", marks=mistake("02.2", "no-meta")),
     ],
 )
 def test_check_02_2_idempotent_write(
@@ -341,6 +347,9 @@ def test_check_02_2_passes_the_right_write(
     assert len(get_store().list("bronze")) == 2  # the check's own second write was skipped
 
 
+@mistake("02.3", "not-kept")
+@mistake("02.3", "no-reason")
+@mistake("02.3", "also-in-bronze")
 def test_check_02_3_rejected_kept(
     fresh_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -367,6 +376,9 @@ def test_check_02_3_rejected_kept(
 
 
 @pytest.mark.notebook
+@mistake("02.4", "record-count-wrong")
+@mistake("02.4", "body-without-meta")
+@mistake("02.4", "history-missing")
 def test_check_02_4_partitions_complete(
     home_copy: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -395,6 +407,9 @@ def test_check_02_4_partitions_complete(
 
 
 @pytest.mark.notebook
+@mistake("02.5", "new-key-each-run")
+@mistake("02.5", "overwrites-bronze")
+@mistake("02.5", "fingerprint-after-rerun")
 def test_check_02_5_rerun_unchanged(home_copy: Path, capsys: pytest.CaptureFixture[str]) -> None:
     before = checks.fingerprint()
     passed, message = verdict(checks.rerun_unchanged(before), capsys)

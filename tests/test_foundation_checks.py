@@ -15,6 +15,7 @@ import pytest
 from lab_env import jars
 from lab_env.checks import foundation
 from lab_env.config import Settings, get_settings
+from tests.mistakes import mistake
 
 ASSETS = [
     ("bitcoin", "BTC", 1, 97_250.50),
@@ -88,9 +89,49 @@ def test_iceberg_jar_fails_with_the_doctor_hint_when_no_jar_is_found(no_iceberg_
     assert not result.passed and "lab doctor" in result.message
 
 
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        pytest.param(lambda home: Path.cwd() / "lakehouse", "not where this lab writes",
+                     marks=mistake("00.1", "repo-default-folder"), id="./lakehouse"),
+        pytest.param(lambda home: home / "warehouse", "a folder inside LAB_HOME",
+                     marks=mistake("00.1", "subfolder"), id="warehouse"),
+        pytest.param(lambda home: None, "set my_lab_home",
+                     marks=mistake("00.1", "left-unset"), id="None"),
+        pytest.param(lambda home: f"{home.name}", "not where this lab writes",
+                     marks=mistake("00.1", "relative-name"), id="relative"),
+    ],
+)
+def test_lab_home_mistakes(answer, hint: str) -> None:  # type: ignore[no-untyped-def]
+    result = foundation.lab_home(answer(get_settings().lab_home))
+    assert not result.passed and hint in result.message, result.message
+
+
+@pytest.mark.parametrize(
+    ("answer", "hint"),
+    [
+        pytest.param(lambda jar: jar.parent, "is the folder",
+                     marks=mistake("00.2", "folder-not-file"), id="folder"),
+        pytest.param(lambda jar: "/opt/spark/jars/iceberg-spark-runtime.jar",
+                     "not the jar Spark loads", marks=mistake("00.2", "guessed-path"),
+                     id="guessed"),
+        pytest.param(lambda jar: jar.name, "not the jar Spark loads",
+                     marks=mistake("00.2", "file-name-only"), id="name-only"),
+        pytest.param(lambda jar: "", "set iceberg_jar",
+                     marks=mistake("00.2", "left-unset"), id="empty"),
+    ],
+)
+def test_iceberg_jar_mistakes(answer, hint: str) -> None:  # type: ignore[no-untyped-def]
+    path = jars.iceberg_jar(get_settings()).path
+    assert path is not None, "the Iceberg jar is missing: run make setup"
+    result = foundation.iceberg_jar(answer(path))
+    assert not result.passed and hint in result.message, result.message
+
+
 # ----- 01.1: namespaces, on a catalog of its own -----
 
 
+@mistake("01.1", "forgot-a-layer")
 def test_namespaces_fail_until_every_layer_exists(fresh_settings: Settings) -> None:
     from lab_env.catalog import get_catalog
 
@@ -103,6 +144,74 @@ def test_namespaces_fail_until_every_layer_exists(fresh_settings: Settings) -> N
     assert not second.passed and "gold" in second.message
     catalog.create_namespace("gold")
     assert foundation.namespaces().passed
+
+
+@mistake("01.1", "misspelt-layer")
+def test_namespaces_fail_on_a_misspelt_layer(fresh_settings: Settings) -> None:
+    from lab_env.catalog import get_catalog
+
+    catalog = get_catalog(fresh_settings)
+    for name in ("bronze", "silver", "golden"):
+        catalog.create_namespace(name)
+    result = foundation.namespaces()
+    assert not result.passed and "namespace gold does not exist" in result.message
+
+
+LAYERS = ("bronze", "silver", "gold")
+
+
+@pytest.mark.spark
+@mistake("01.1", "no-if-not-exists")
+def test_namespaces_run_the_learners_statement_again(spark, catalog) -> None:  # type: ignore[no-untyped-def]
+    """The cell promises to be safe to run twice: the check runs the learner's code again."""
+
+    def without_if_not_exists() -> None:
+        for layer in LAYERS:
+            spark.sql(f"CREATE NAMESPACE {layer}")
+
+    result = foundation.namespaces(without_if_not_exists)
+    assert not result.passed, result.message
+    assert "not safe to run twice" in result.message and "IF NOT EXISTS" in result.message
+
+    def right() -> None:
+        for layer in LAYERS:
+            spark.sql(f"CREATE NAMESPACE IF NOT EXISTS {layer}")
+
+    assert foundation.namespaces(right).passed
+
+    def stub() -> None:
+        raise NotImplementedError("replace this stub")
+
+    assert "not written yet" in foundation.namespaces(stub).message
+
+
+@pytest.fixture
+def ipython(spark):  # type: ignore[no-untyped-def]
+    """An IPython shell in this process, as a notebook's kernel runs cells (history kept)."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.user_ns.update(spark=spark, checks=__import__("lab_env.checks").checks)
+    yield shell
+    InteractiveShell.clear_instance()
+
+
+@pytest.mark.spark
+@mistake("01.1", "no-if-not-exists-in-notebook")
+def test_namespaces_rerun_the_learners_cell_in_a_notebook(ipython, catalog) -> None:  # type: ignore[no-untyped-def]
+    """In a kernel the check finds the learner's CREATE NAMESPACE cell and runs it once more."""
+    wrong = ('for layer in ("bronze", "silver", "gold"):\n'
+             '    spark.sql(f"CREATE NAMESPACE {layer}")\n'
+             'spark.sql("SHOW NAMESPACES").show()')
+    ipython.run_cell(wrong, store_history=True)  # fails at once here: the namespaces exist
+    check = ipython.run_cell("result = checks.foundation.namespaces()", store_history=True)
+    result = ipython.user_ns["result"]
+    assert check.success and not result.passed, result.message
+    assert "not safe to run twice" in result.message and "CREATE NAMESPACE IF NOT EXISTS" in (
+        result.message)
+    ipython.run_cell(wrong.replace("NAMESPACE {", "NAMESPACE IF NOT EXISTS {"), store_history=True)
+    ipython.run_cell("result = checks.foundation.namespaces()", store_history=True)
+    assert ipython.user_ns["result"].passed, ipython.user_ns["result"].message
 
 
 # ----- 01.2: silver.hello_assets, written by Spark -----
@@ -124,6 +233,7 @@ def test_hello_assets_passes_when_spark_wrote_one_row_per_asset(hello_assets) ->
 
 
 @pytest.mark.spark
+@mistake("01.2", "inferred-long-rank")
 def test_hello_assets_fails_on_a_wrong_type(spark) -> None:  # type: ignore[no-untyped-def]
     _write_assets(spark, ASSETS, "asset_id STRING, symbol STRING, rank BIGINT, price_usd DOUBLE")
     result = foundation.hello_assets(len(ASSETS))
@@ -131,6 +241,7 @@ def test_hello_assets_fails_on_a_wrong_type(spark) -> None:  # type: ignore[no-u
 
 
 @pytest.mark.spark
+@mistake("01.2", "column-left-out")
 def test_hello_assets_fails_on_a_missing_column(spark) -> None:  # type: ignore[no-untyped-def]
     rows = [row[:3] for row in ASSETS]
     _write_assets(spark, rows, "asset_id STRING, symbol STRING, rank INT")
@@ -139,6 +250,7 @@ def test_hello_assets_fails_on_a_missing_column(spark) -> None:  # type: ignore[
 
 
 @pytest.mark.spark
+@mistake("01.2", "asset-twice")
 def test_hello_assets_fails_when_an_asset_repeats(spark) -> None:  # type: ignore[no-untyped-def]
     _write_assets(spark, [*ASSETS, ASSETS[0]])
     result = foundation.hello_assets(len(ASSETS) + 1)
@@ -146,6 +258,17 @@ def test_hello_assets_fails_when_an_asset_repeats(spark) -> None:  # type: ignor
 
 
 @pytest.mark.spark
+@mistake("01.2", "append-instead-of-replace")
+def test_hello_assets_fails_when_the_cell_appends_on_a_rerun(spark) -> None:  # type: ignore[no-untyped-def]
+    _write_assets(spark, ASSETS)
+    spark.createDataFrame(ASSETS, schema=foundation.HELLO_DDL).writeTo(
+        foundation.HELLO_ASSETS).append()  # the cell run a second time, with append()
+    result = foundation.hello_assets(len(ASSETS))
+    assert not result.passed and "append() adds to them" in result.message
+
+
+@pytest.mark.spark
+@mistake("01.2", "written-by-pyiceberg")
 def test_hello_assets_fails_when_pyiceberg_wrote_it(spark, catalog) -> None:  # type: ignore[no-untyped-def]
     _drop(catalog, foundation.HELLO_ASSETS)
     data = pa.table(
@@ -177,20 +300,24 @@ def test_top_assets_passes_on_the_duckdb_answer_in_any_frame(hello_assets, spark
 @pytest.mark.parametrize(
     ("query", "hint"),
     [
-        (TOP_QUERY.replace("DESC", "ASC"), "take the most expensive"),
-        (TOP_QUERY.replace("DESC) AS", "ASC) AS"), "number the rows"),
+        pytest.param(TOP_QUERY.replace("DESC", "ASC"), "take the most expensive",
+                     marks=mistake("01.3", "ascending-order")),
+        pytest.param(TOP_QUERY.replace("DESC) AS", "ASC) AS"), "number the rows",
+                     marks=mistake("01.3", "rank-numbered-ascending")),
         (
             "SELECT 4 - row_number() OVER (ORDER BY price_usd DESC) AS price_rank, symbol, "
             "price_usd FROM hello_assets ORDER BY price_usd DESC LIMIT 3",
             "rank 1 is the highest price",
         ),
-        (TOP_QUERY.replace("LIMIT 3", "LIMIT 4"), "has 4 rows"),
+        pytest.param(TOP_QUERY.replace("LIMIT 3", "LIMIT 4"), "has 4 rows",
+                     marks=mistake("01.3", "off-by-one-limit")),
         (TOP_QUERY.replace("price_rank", "position"), "no column 'price_rank'"),
-        (
+        pytest.param(
             "SELECT rank AS price_rank, symbol, price_usd FROM hello_assets ORDER BY rank LIMIT 3",
-            "take the most expensive",
+            "take the most expensive", marks=mistake("01.3", "market-rank-not-price"),
         ),
-        (TOP_QUERY.replace(", price_usd FROM", ", round(price_usd) AS price_usd FROM"), "prices"),
+        pytest.param(TOP_QUERY.replace(", price_usd FROM", ", round(price_usd) AS price_usd FROM"),
+                     "prices", marks=mistake("01.3", "rounded-prices")),
     ],
 )
 def test_top_assets_fails_with_a_hint(hello_assets, catalog, query: str, hint: str) -> None:  # type: ignore[no-untyped-def]
@@ -202,6 +329,9 @@ def test_top_assets_fails_with_a_hint(hello_assets, catalog, query: str, hint: s
 
 
 @pytest.mark.spark
+@mistake("01.4", "written-by-spark")
+@mistake("01.4", "created-not-appended")
+@mistake("01.4", "appended-a-shorter-top")
 def test_hello_top_assets_passes_only_when_pyiceberg_wrote_the_top_three(  # type: ignore[no-untyped-def]
     hello_assets, spark, catalog
 ) -> None:
@@ -238,6 +368,9 @@ def test_current_metadata_passes_on_the_file_the_catalog_points_at(hello_assets,
 
 
 @pytest.mark.spark
+@mistake("01.5", "first-file-not-newest")
+@mistake("01.5", "data-file")
+@mistake("01.5", "another-tables-folder")
 def test_current_metadata_fails_on_an_older_version_or_another_file(  # type: ignore[no-untyped-def]
     hello_assets, spark, catalog
 ) -> None:

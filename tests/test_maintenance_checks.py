@@ -20,6 +20,7 @@ from pyiceberg.types import DecimalType, NestedField, StringType, TimestamptzTyp
 
 from lab_env.checks import maintenance
 from lab_env.maintain import table_stats
+from tests.mistakes import mistake
 
 SCHEMA = Schema(
     NestedField(1, "asset_id", StringType(), required=False),
@@ -64,6 +65,7 @@ def test_schema_evolved_passes_on_a_rename_and_an_optional_column(catalog: Catal
     assert "keeps field id 4 and 4 values" in result.message
 
 
+@mistake("07.1", "drop-and-add")
 def test_schema_evolved_fails_on_drop_and_add(catalog: Catalog) -> None:
     table = fresh(catalog, "sandbox.c71_drop_add")
     with table.update_schema() as update:
@@ -74,6 +76,8 @@ def test_schema_evolved_fails_on_drop_and_add(catalog: Catalog) -> None:
     assert not result.passed and "rename_column keeps the id" in result.message
 
 
+@mistake("07.1", "not-renamed")
+@mistake("07.1", "note-forgotten")
 def test_schema_evolved_fails_before_the_rename_and_without_the_new_column(
     catalog: Catalog,
 ) -> None:
@@ -99,6 +103,16 @@ def test_partition_evolved_passes_with_files_of_both_specs(catalog: Catalog) -> 
     assert result.passed, result.message
 
 
+@mistake("07.2", "day-field-replaced")
+@mistake("07.2", "no-file-written-after")
+def test_partition_evolved_fails_while_no_file_has_the_new_spec(catalog: Catalog) -> None:
+    table = fresh(catalog, "sandbox.c72_no_file")
+    with table.update_spec() as update:
+        update.add_field("asset_id", BucketTransform(4), "asset_id_bucket")
+    result = maintenance.partition_evolved("sandbox.c72_no_file")
+    assert not result.passed and "new spec yet" in result.message, result.message
+
+
 def test_partition_evolved_fails_when_the_day_field_is_dropped(catalog: Catalog) -> None:
     table = fresh(catalog, "sandbox.c72_replaced")
     with table.update_spec() as update:
@@ -109,6 +123,7 @@ def test_partition_evolved_fails_when_the_day_field_is_dropped(catalog: Catalog)
     assert not result.passed and "no days(observed_at)" in result.message
 
 
+@mistake("07.2", "no-bucket")
 def test_partition_evolved_fails_without_a_bucket(catalog: Catalog) -> None:
     fresh(catalog, "sandbox.c72_none")
     result = maintenance.partition_evolved("sandbox.c72_none")
@@ -146,6 +161,7 @@ def test_recovered_passes_when_the_tagged_rows_are_restored_in_a_new_snapshot(
     assert result.passed and "new snapshot" in result.message
 
 
+@mistake("07.3", "bad-write-current")
 def test_recovered_fails_while_the_bad_write_is_current(catalog: Catalog) -> None:
     bad_write(catalog, "sandbox.c73_bad")
     result = maintenance.recovered("sandbox.c73_bad")
@@ -153,6 +169,7 @@ def test_recovered_fails_while_the_bad_write_is_current(catalog: Catalog) -> Non
     assert "4 rows still have price_usd <= 0" in result.message
 
 
+@mistake("07.3", "fixed-by-hand")
 def test_recovered_fails_when_rows_are_fixed_by_hand(catalog: Catalog) -> None:
     table, _, _ = bad_write(catalog, "sandbox.c73_by_hand")
     table.overwrite(rows(1))  # one day repaired, the other forgotten
@@ -160,6 +177,7 @@ def test_recovered_fails_when_rows_are_fixed_by_hand(catalog: Catalog) -> None:
     assert not result.passed and "fixing rows by hand" in result.message
 
 
+@mistake("07.3", "tag-missing")
 def test_recovered_fails_without_the_tag(catalog: Catalog) -> None:
     fresh(catalog, "sandbox.c73_no_tag")
     result = maintenance.recovered("sandbox.c73_no_tag")
@@ -185,11 +203,22 @@ def test_compacted_passes_on_fewer_files_with_the_same_rows(catalog: Catalog) ->
     assert f"{before.data_files} data files became 2" in result.message
 
 
+@mistake("07.4", "nothing-compacted")
 def test_compacted_fails_when_nothing_was_compacted(catalog: Catalog) -> None:
     many_appends(catalog, "sandbox.c74_nothing")
     before = table_stats("sandbox.c74_nothing")
     result = maintenance.compacted(before, "sandbox.c74_nothing")
     assert not result.passed and "rewrite_data_files" in result.message
+
+
+@mistake("07.4", "rewrite-loses-rows")
+@mistake("07.4", "stats-after-compaction")
+def test_compacted_fails_when_before_was_measured_after_the_rewrite(catalog: Catalog) -> None:
+    table = many_appends(catalog, "sandbox.c74_late")
+    table.overwrite(table.scan().to_arrow())
+    before = table_stats("sandbox.c74_late")  # measured after compacting: nothing to compare
+    result = maintenance.compacted(before, "sandbox.c74_late")
+    assert not result.passed and "rewrite_data_files" in result.message, result.message
 
 
 def test_compacted_fails_when_rows_changed(catalog: Catalog) -> None:

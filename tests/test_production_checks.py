@@ -21,6 +21,7 @@ from pyiceberg.table import Table
 from lab_env.checks import production
 from lab_env.lineage import SnapshotLineage, run_properties, table_lineage
 from lab_env.runner import RunSummary, StepResult, TableChange
+from tests.mistakes import mistake
 
 REPO = Path(__file__).resolve().parents[1]
 SILVER_PROBE = "silver.m5_probe"
@@ -45,6 +46,7 @@ def test_run_window_passes_on_the_dag_rules() -> None:
     assert production.run_window(lambda d, p: [x.isoformat() for x in right_days(d, p)]).passed
 
 
+@mistake("05.1", "params-ignored")
 def test_run_window_fails_when_params_are_ignored() -> None:
     def logical_day_only(logical_date: dt.datetime | None, params: dict[str, Any]) -> list[dt.date]:
         if logical_date is None:
@@ -57,6 +59,7 @@ def test_run_window_fails_when_params_are_ignored() -> None:
     assert "params win over the logical date" in result.message
 
 
+@mistake("05.1", "exclusive-end")
 def test_run_window_fails_on_an_exclusive_end() -> None:
     def exclusive(logical_date: dt.datetime | None, params: dict[str, Any]) -> list[dt.date]:
         days = right_days(logical_date, params)
@@ -66,6 +69,8 @@ def test_run_window_fails_on_an_exclusive_end() -> None:
     assert not result.passed and "end_date is inclusive" in result.message
 
 
+@mistake("05.1", "datetimes-not-days")
+@mistake("05.1", "no-error-without-dates")
 def test_run_window_fails_on_datetimes_and_on_a_missing_start() -> None:
     def datetimes(logical_date: dt.datetime | None, params: dict[str, Any]) -> list[dt.datetime]:
         return [dt.datetime.combine(d, dt.time()) for d in right_days(logical_date, params)]
@@ -148,6 +153,7 @@ def test_current_run_passes_on_the_current_snapshot(probes: dict[str, Any]) -> N
     assert f"{SILVER_PROBE} <- run-c" in result.message
 
 
+@mistake("05.2", "newest-not-current")
 def test_current_run_follows_a_rollback(probes: dict[str, Any]) -> None:
     """After a rollback the newest snapshot is not the current one: "the last row" is wrong."""
     silver = probes["silver"]
@@ -163,6 +169,8 @@ def test_current_run_follows_a_rollback(probes: dict[str, Any]) -> None:
     assert right.passed and f"{SILVER_PROBE} <- run-b" in right.message
 
 
+@mistake("05.2", "first-snapshot")
+@mistake("05.2", "run-id-only")
 def test_current_run_fails_on_the_first_snapshot_and_on_a_bare_run_id(
     probes: dict[str, Any],
 ) -> None:
@@ -198,6 +206,7 @@ def test_rerun_unchanged_passes_when_nothing_changed(probes: dict[str, Any]) -> 
     assert "same snapshots, same row counts" in result.message
 
 
+@mistake("05.3", "rerun-of-new-dates")
 def test_rerun_unchanged_fails_when_a_table_changed(probes: dict[str, Any]) -> None:
     before = production.table_state()
     probes["gold"].append(_rows(4), snapshot_properties=run_properties("rerun-1", "2025-03-29"))
@@ -207,6 +216,9 @@ def test_rerun_unchanged_fails_when_a_table_changed(probes: dict[str, Any]) -> N
     assert "rows 3 -> 4" in result.message
 
 
+@mistake("05.3", "snapshot-count-not-id")
+@mistake("05.3", "table-left-out")
+@mistake("05.3", "rows-miscounted")
 def test_rerun_unchanged_fails_on_a_wrong_table_state(probes: dict[str, Any]) -> None:
     truth = production.table_state()
     counted = {name: (len(probes["silver"].snapshots()) if name == SILVER_PROBE else snap, rows)
@@ -223,6 +235,8 @@ def test_rerun_unchanged_fails_on_a_wrong_table_state(probes: dict[str, Any]) ->
     assert not result.passed and "table.scan().count()" in result.message
 
 
+@mistake("05.3", "only-some-steps")
+@mistake("05.3", "before-taken-after-rerun")
 def test_rerun_unchanged_fails_on_a_failed_partial_or_committing_rerun(
     probes: dict[str, Any],
 ) -> None:

@@ -28,6 +28,7 @@ from pyiceberg.catalog import Catalog
 from lab_env.quality import CRITICAL, WARNING, audit_branch
 from lab_env.quality.gate import GateReport, QualityGateFailed, run_gate
 from lab_env.quality.suites import ASSET_FIELDS, SUITES_BY_LAYER, severity
+from tests.mistakes import mistake
 
 pytestmark = pytest.mark.spark
 
@@ -565,26 +566,54 @@ def test_quality_checks_fail_wrong_expectations_with_a_hint(
     gxe = load_gx().expectations
     positive = gxe.ExpectColumnValuesToBeBetween(column="price_usd", min_value=0, strict_min=True)
     cases = [
-        # (check, answer, where, words the hint must contain)
-        (quality.negative_price, "price_usd > 0", {"silver": SILVER}, "not an expectation"),
-        (quality.negative_price, positive, {"silver": SILVER}, "meta={'severity': 'critical'}"),
+        # (check, answer, where, words the hint must contain, the mistake it applies)
+        (quality.negative_price, "price_usd > 0", {"silver": SILVER}, "not an expectation",
+         mistake("06.1", "sql-string")),
+        (quality.negative_price, positive, {"silver": SILVER}, "meta={'severity': 'critical'}",
+         mistake("06.1", "no-severity")),
         (quality.negative_price, _tag(gxe.ExpectColumnValuesToBeBetween(
             column="price_usd", min_value=50), CRITICAL), {"silver": SILVER},
-         "fails on the clean data too"),
+         "fails on the clean data too", mistake("06.1", "threshold-from-the-data")),
+        (quality.negative_price, _tag(gxe.ExpectColumnValuesToBeBetween(
+            column="price_usd", min_value=0), CRITICAL), {"silver": SILVER},
+         "lets a zero price through", mistake("06.1", "zero-allowed")),
         (quality.duplicate_fact, _tag(gxe.ExpectColumnValuesToBeUnique(column="asset_id"),
-                                      CRITICAL), CHECK_LAKE, "fails on the clean data too"),
+                                      CRITICAL), CHECK_LAKE, "fails on the clean data too",
+         mistake("06.2", "one-column-unique")),
         (quality.duplicate_fact, _tag(gxe.ExpectColumnValuesToNotBeNull(column="asset_id"),
-                                      CRITICAL), CHECK_LAKE, "lets a duplicated fact through"),
+                                      CRITICAL), CHECK_LAKE, "lets a duplicated fact through",
+         mistake("06.2", "wrong-expectation")),
+        (quality.duplicate_fact, _tag(gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=["asset_id", "trade_date"]), WARNING), CHECK_LAKE,
+         "meta={'severity': 'critical'}", mistake("06.2", "warning-only")),
         (quality.orphan_fact, _tag(gxe.ExpectColumnValuesToBeInSet(
             column="asset_id", value_set=[*ASSETS, "ghostcoin"]), CRITICAL), CHECK_LAKE,
-         "lets an orphan fact"),
+         "lets an orphan fact", mistake("06.3", "set-includes-the-orphan")),
+        (quality.orphan_fact, _tag(gxe.ExpectColumnValuesToNotBeNull(column="asset_id"),
+                                   CRITICAL), CHECK_LAKE, "lets an orphan fact",
+         mistake("06.3", "not-null-instead-of-set")),
+        (quality.orphan_fact, _tag(gxe.ExpectColumnValuesToBeInSet(
+            column="asset_id", value_set=list(ASSETS)), WARNING), CHECK_LAKE,
+         "meta={'severity': 'critical'}", mistake("06.3", "warning-only")),
         (quality.stale_facts, _tag(gxe.ExpectColumnMaxToBeBetween(
             column="trade_date", min_value=CHECK_DAYS["start_date"]), CRITICAL), CHECK_LAKE,
-         "lets stale facts"),
+         "lets stale facts", mistake("06.4", "start-date-not-end-date")),
+        (quality.stale_facts, _tag(gxe.ExpectColumnMinToBeBetween(
+            column="trade_date", min_value=CHECK_DAYS["end_date"]), CRITICAL), CHECK_LAKE,
+         "fails on the clean data too", mistake("06.4", "min-not-max")),
+        (quality.stale_facts, _tag(gxe.ExpectColumnMaxToBeBetween(
+            column="trade_date", min_value=CHECK_DAYS["end_date"]), WARNING), CHECK_LAKE,
+         "meta={'severity': 'critical'}", mistake("06.4", "warning-only")),
         (quality.missing_symbol, _tag(gxe.ExpectColumnValuesToNotBeNull(column="symbol"),
-                                      CRITICAL), CHECK_LAKE, "meta={'severity': 'warning'}"),
+                                      CRITICAL), CHECK_LAKE, "meta={'severity': 'warning'}",
+         mistake("06.5", "blocks-the-publish")),
+        (quality.missing_symbol, _tag(gxe.ExpectColumnValuesToNotBeNull(column="asset_id"),
+                                      WARNING), CHECK_LAKE, "lets a fact without its symbol",
+         mistake("06.5", "wrong-column")),
+        (quality.missing_symbol, "symbol IS NOT NULL", CHECK_LAKE, "not an expectation",
+         mistake("06.5", "sql-string")),
     ]
-    for check, answer, where, words in cases:
+    for check, answer, where, words, _applies in cases:
         result = check(answer, **CHECK_DAYS, **where)
         assert not result.passed, (check.__name__, answer)
         assert words in result.message, (check.__name__, result.message)

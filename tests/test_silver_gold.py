@@ -32,6 +32,7 @@ from lab_env.checks import silver as silver_checks
 from lab_env.config import get_settings
 from lab_env.runner import Kernel, execute_notebook, kernel_env
 from lab_env.storage import get_store
+from tests.mistakes import mistake
 
 pytestmark = [pytest.mark.notebook, pytest.mark.spark]
 
@@ -320,6 +321,9 @@ def expect_fail(result: Any, *fragments: str) -> None:
         assert fragment in result.message, f"{fragment!r} not in the hint: {result.message}"
 
 
+@mistake("03.1", "double-not-decimal")
+@mistake("03.1", "epoch-unit-wrong")
+@mistake("03.1", "no-keep-latest")
 def test_03_1_catches_doubles_seconds_and_duplicates(lake: Lake) -> None:
     source = "silver.asset_snapshots"
     as_double = wrong_copy(source, "snapshots_double",
@@ -339,6 +343,9 @@ def test_03_1_catches_doubles_seconds_and_duplicates(lake: Lake) -> None:
     assert silver_checks.snapshots_typed(source).passed
 
 
+@mistake("03.2", "insert-every-row")
+@mistake("03.2", "last-seen-overwritten")
+@mistake("03.2", "no-insert-clause")
 def test_03_2_catches_a_wrong_merge(lake: Lake) -> None:
     source = "silver.assets"
     twice = wrong_copy(source, "assets_twice", lambda rows: rows + rows[:1])
@@ -350,6 +357,8 @@ def test_03_2_catches_a_wrong_merge(lake: Lake) -> None:
     expect_fail(silver_checks.assets_merged(missing), "WHEN NOT MATCHED THEN INSERT")
 
 
+@mistake("03.3", "text-price-not-flagged")
+@mistake("03.3", "empty-reason")
 def test_03_3_catches_a_lost_defect_and_a_missing_reason(lake: Lake) -> None:
     source = "silver.quarantine"
     lost = wrong_copy(source, "quarantine_lost",
@@ -361,6 +370,10 @@ def test_03_3_catches_a_lost_defect_and_a_missing_reason(lake: Lake) -> None:
     expect_fail(silver_checks.quarantine_reasons(START, END, blank), "has no reason")
 
 
+@mistake("03.4", "not-partitioned-by-day")
+@mistake("03.4", "no-dedup")
+@mistake("03.4", "oldest-fetch-kept")
+@mistake("03.4", "clean-point-dropped")
 def test_03_4_catches_partitions_duplicates_older_fetches_and_drops(lake: Lake) -> None:
     source = "silver.asset_prices"
     flat = wrong_copy(source, "prices_flat", partitioned=False)
@@ -382,27 +395,8 @@ def test_03_4_catches_partitions_duplicates_older_fetches_and_drops(lake: Lake) 
     expect_fail(silver_checks.prices_unique(START, END, dropped), "missing from")
 
 
-def test_04_1_to_04_3_catch_wrong_marts(lake: Lake) -> None:
-    wrong_copy("gold.fct_asset_daily", "fct_asset_daily",
-               lambda rows: [r | {"open_usd": r["close_usd"]} for r in rows])
-    expect_fail(gold_checks.daily_facts(START, END, namespace="wrong"), "open_usd", "min_by")
-
-    def nudged(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return [r | {"ma_7d_usd": plus_one_unit(r["ma_7d_usd"])}
-                if r["ma_7d_usd"] is not None and r["asset_id"] == "bitcoin" else r for r in rows]
-
-    wrong_copy("gold.asset_rolling", "asset_rolling", nudged)
-    expect_fail(gold_checks.rolling_windows(START, END, namespace="wrong"),
-                "ma_7d_usd", "by_day(-6, 0)")
-
-    def global_rank(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        ordered = sorted(rows, key=lambda r: (r["trade_date"], r["market_cap_rank"] or 99))
-        return [r | {"market_cap_rank": n} for n, r in enumerate(ordered, start=1)]
-
-    wrong_copy("gold.daily_rankings", "daily_rankings", global_rank)
-    expect_fail(gold_checks.rankings(START, END, namespace="wrong"), "restart at 1")
-
-
+@mistake("04.4", "mart-left-out")
+@mistake("04.4", "one-digit-off")
 def test_04_4_catches_a_one_digit_difference(lake: Lake) -> None:
     start, end = dt.date.fromisoformat(START), dt.date.fromisoformat(END)
     reference = gold_checks.recompute(start, end)
@@ -416,3 +410,239 @@ def test_04_4_catches_a_one_digit_difference(lake: Lake) -> None:
     expect_fail(gold_checks.matches_duckdb(START, END, recomputed=nudged),
                 "your DuckDB fct_asset_daily", "avg_usd")
     assert gold_checks.matches_duckdb(START, END, recomputed=reference).passed
+
+
+# ----- more typical mistakes, table-driven: (exercise, slug) -> the wrong table, the hint -----
+
+
+def shift_day_near_midnight(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """snapshot_date taken in a time zone east of UTC: late snapshots land on the next day."""
+    return [r | {"snapshot_date": r["snapshot_date"] + dt.timedelta(days=1)}
+            if r["snapshot_at"].hour >= 22 else r for r in rows]
+
+
+@mistake("03.1", "snapshot-date-not-utc")
+def test_03_1_catches_a_snapshot_date_in_local_time(lake: Lake) -> None:
+    source = "silver.asset_snapshots"
+    assert any(r["snapshot_at"].hour >= 22 for r in lake.second[source].rows)
+    shifted = wrong_copy(source, "snapshots_local", shift_day_near_midnight)
+    expect_fail(silver_checks.snapshots_typed(shifted), "does not match snapshot_at", "in UTC")
+
+
+def first_snapshot_rank(lake: Lake) -> dict[str, int]:
+    snaps = sorted(lake.second["silver.asset_snapshots"].rows, key=lambda r: r["snapshot_date"])
+    first: dict[str, int] = {}
+    for row in snaps:
+        first.setdefault(row["asset_id"], row["rank"])
+    return first
+
+
+@mistake("03.2", "older-batch-overwrites")
+def test_03_2_catches_a_merge_that_lets_an_older_batch_win(lake: Lake) -> None:
+    """WHEN MATCHED THEN UPDATE SET * without the NEWER condition: a re-run of an early day
+    writes that day's rank over the latest one."""
+    first = first_snapshot_rank(lake)
+    latest = {r["asset_id"]: r["rank"] for r in lake.second["silver.assets"].rows}
+    assert first != latest, "the sample's ranks never change: this mistake would not show"
+    older = wrong_copy("silver.assets", "assets_older",
+                       lambda rows: [r | {"rank": first[r["asset_id"]]} for r in rows])
+    expect_fail(silver_checks.assets_merged(older), "only when the batch is newer")
+
+
+@mistake("03.2", "first-seen-overwritten")
+def test_03_2_catches_first_seen_taken_from_the_batch(lake: Lake) -> None:
+    moved = wrong_copy("silver.assets", "assets_first_seen",
+                       lambda rows: [r | {"first_seen": r["last_seen"]} for r in rows])
+    expect_fail(silver_checks.assets_merged(moved), "first_seen", "least(t.first_seen")
+
+
+def test_03_2_names_03_1_once_when_the_snapshots_are_wrong(lake: Lake) -> None:
+    source = "silver.asset_snapshots"
+    early = wrong_copy(source, "snapshots_upstream",
+                       lambda rows: [r | {"snapshot_at": int(r["snapshot_at"].timestamp() * 1000)}
+                                     for r in rows],
+                       schema=retyped(source, "snapshot_at", pa.timestamp("us", tz="UTC")))
+    result = silver_checks.assets_merged("silver.assets", snapshots_table=early)
+    expect_fail(result, "fix 03.1 first")
+    assert "MILLISECONDS" not in result.message and "first_seen" not in result.message
+
+
+@mistake("03.3", "flags-fine-values")
+def test_03_3_catches_a_rule_that_flags_fine_values(lake: Lake) -> None:
+    prices = lake.second["silver.asset_prices"].rows
+
+    def flag_a_fine_point(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        fine = next(p for p in prices if p["ingest_date"] == dt.date(2025, 3, 10))
+        index = next(i for i, p in enumerate(json.loads(
+            get_store().get(fine["bronze_key"]))["data"])
+            if p["time"] == int(fine["observed_at"].timestamp() * 1000))
+        return [*rows, rows[0] | {"bronze_key": fine["bronze_key"], "record_index": index,
+                                  "field": "circulatingSupply", "reason": "too big"}]
+
+    flagged = wrong_copy("silver.quarantine", "quarantine_fine", flag_a_fine_point)
+    expect_fail(silver_checks.quarantine_reasons(START, END, flagged), "its value is fine")
+
+
+@mistake("03.3", "raw-record-dropped")
+def test_03_3_catches_a_quarantine_without_the_source_object(lake: Lake) -> None:
+    bare = wrong_copy("silver.quarantine", "quarantine_bare",
+                      lambda rows: [r | {"raw_record": None} for r in rows])
+    expect_fail(silver_checks.quarantine_reasons(START, END, bare), "no raw_record", "to_json")
+
+
+def test_03_4_names_03_3_once_when_the_quarantine_is_wrong(lake: Lake) -> None:
+    lost = wrong_copy("silver.quarantine", "quarantine_upstream",
+                      lambda rows: [r for r in rows if r["raw_value"] != "n/a"])
+    result = silver_checks.prices_unique(START, END, quarantine_table=lost)
+    expect_fail(result, "fix 03.3 first")
+    assert "route bad rows" not in result.message
+
+
+MARTS = ("dim_asset", "fct_asset_daily", "asset_rolling", "daily_rankings")
+Rows = list[dict[str, Any]]
+
+
+def wrong_gold(mart: str | None = None, change: Callable[[Rows], Rows] = lambda r: r,
+               schema: pa.Schema | None = None) -> None:
+    """The four marts copied to wrong.*, with ``change`` applied to ``mart``'s rows."""
+    for name in MARTS:
+        if name == mart:
+            wrong_copy(f"gold.{name}", name, change, schema=schema)
+        else:
+            wrong_copy(f"gold.{name}", name)
+
+
+def closes(lake: Lake) -> dict[tuple[str, dt.date], Decimal]:
+    return {(r["asset_id"], r["trade_date"]): r["close_usd"]
+            for r in lake.second["gold.fct_asset_daily"].rows}
+
+
+def average_over(lake: Lake, days: int, need: int) -> Callable[[Rows], Rows]:
+    """ma_7d_usd over ``days`` calendar days, written when at least ``need`` closes are there."""
+    by_key = closes(lake)
+
+    def change(rows: Rows) -> Rows:
+        out = []
+        for r in rows:
+            frame = [by_key.get((r["asset_id"], r["trade_date"] - dt.timedelta(days=n)))
+                     for n in range(days)]
+            values = [v for v in frame if v is not None]
+            with decimal.localcontext() as context:
+                context.prec = 60
+                ma = (sum(values) / len(values)).quantize(Decimal("1e-24")) if len(
+                    values) >= need else None
+            out.append(r | {"ma_7d_usd": ma})
+        return out
+
+    return change
+
+
+def scaled(column: str, factor: float) -> Callable[[Rows], Rows]:
+    return lambda rows: [r | {column: r[column] * factor} if r[column] is not None else r
+                         for r in rows]
+
+
+def close_days_before(lake: Lake, days: int) -> Callable[[Rows], Rows]:
+    by_key = closes(lake)
+    return lambda rows: [r | {"close_7d_ago_usd": by_key.get(
+        (r["asset_id"], r["trade_date"] - dt.timedelta(days=days)))} for r in rows]
+
+
+def within_day(rows: Rows, column: str, order: Callable[[dict[str, Any]], Any]) -> Rows:
+    """``column`` renumbered 1..n within each trade_date in ``order`` (nulls kept)."""
+    out = []
+    for day in sorted({r["trade_date"] for r in rows}):
+        ranked = sorted((r for r in rows if r["trade_date"] == day and r[column] is not None),
+                        key=order)
+        out += [r | {column: n} for n, r in enumerate(ranked, start=1)]
+        out += [r for r in rows if r["trade_date"] == day and r[column] is None]
+    return out
+
+
+GOLD_MISTAKES = [
+    pytest.param("fct_asset_daily", lambda lake: lambda rows: [
+        r | {"open_usd": r["close_usd"]} for r in rows], None, gold_checks.daily_facts,
+        ("open_usd", "min_by"), marks=mistake("04.1", "open-is-close"), id="open-is-close"),
+    pytest.param("fct_asset_daily", lambda lake: lambda rows: rows,
+                 lambda: retyped("gold.fct_asset_daily", "avg_usd", pa.decimal128(38, 28)),
+                 gold_checks.daily_facts, ("avg_usd", "F.avg would give DECIMAL(38,28)"),
+                 marks=mistake("04.1", "f-avg-aggregate"), id="f-avg"),
+    pytest.param("fct_asset_daily", lambda lake: lambda rows: [
+        r | {"high_usd": r["low_usd"], "low_usd": r["high_usd"]} for r in rows], None,
+        gold_checks.daily_facts, ("high_usd", "F.max"),
+        marks=mistake("04.1", "high-low-swapped"), id="high-low-swapped"),
+    pytest.param("fct_asset_daily", lambda lake: lambda rows: [
+        r for r in rows if not (r["asset_id"] == "bitcoin"
+                                and r["trade_date"] == dt.date(2025, 3, 15))], None,
+        gold_checks.daily_facts, ("has no row for", "left joins"),
+        marks=mistake("04.1", "inner-join-drops-a-day"), id="inner-join"),
+    pytest.param("asset_rolling", lambda lake: average_over(lake, 8, 8), None,
+                 gold_checks.rolling_windows, ("ma_7d_usd", "by_day(-6, 0)"),
+                 marks=mistake("04.2", "window-one-day-too-long"), id="8-day-window"),
+    pytest.param("asset_rolling", lambda lake: average_over(lake, 7, 1), None,
+                 gold_checks.rolling_windows, ("ma_7d_usd", "null unless the frame holds 7"),
+                 marks=mistake("04.2", "partial-window-average"), id="partial-window"),
+    pytest.param("asset_rolling", lambda lake: scaled("volatility_7d", (6 / 7) ** 0.5), None,
+                 gold_checks.rolling_windows, ("volatility_7d", "stddev_samp"),
+                 marks=mistake("04.2", "population-stddev"), id="stddev-pop"),
+    pytest.param("asset_rolling", lambda lake: close_days_before(lake, 6), None,
+                 gold_checks.rolling_windows, ("close_7d_ago_usd", "exactly 7 days earlier"),
+                 marks=mistake("04.2", "week-ago-off-by-one"), id="week-ago"),
+    pytest.param("daily_rankings", lambda lake: lambda rows: [
+        r | {"market_cap_rank": n} for n, r in enumerate(sorted(
+            rows, key=lambda r: (r["trade_date"], r["market_cap_rank"] or 99)), start=1)],
+        None, gold_checks.rankings, ("restart at 1",),
+        marks=mistake("04.3", "rank-not-partitioned-by-day"), id="global-rank"),
+    pytest.param("daily_rankings", lambda lake: lambda rows: within_day(
+        rows, "market_cap_rank", lambda r: (r["market_cap_usd"], r["asset_id"])), None,
+        gold_checks.rankings, ("market_cap_rank", "descending"),
+        marks=mistake("04.3", "ascending-market-cap"), id="ascending"),
+    pytest.param("daily_rankings", lambda lake: lambda rows: [
+        r | {"rank_change": -r["rank_change"]} if r["rank_change"] else r for r in rows], None,
+        gold_checks.rankings, ("rank_change", "previous day's rank minus today's"),
+        marks=mistake("04.3", "rank-change-sign"), id="rank-change-sign"),
+    pytest.param("daily_rankings", lambda lake: lambda rows: [
+        r | {"gainer_rank": r["loser_rank"], "loser_rank": r["gainer_rank"]} for r in rows],
+        None, gold_checks.rankings, ("gainer_rank", "highest to lowest"),
+        marks=mistake("04.3", "gainers-ascending"), id="gainers-ascending"),
+]
+
+
+@pytest.mark.parametrize(("mart", "change", "schema", "check", "words"), GOLD_MISTAKES)
+def test_gold_mistakes_fail_their_check_with_a_hint(  # type: ignore[no-untyped-def]
+    lake: Lake, mart: str, change, schema, check, words: tuple[str, ...]
+) -> None:
+    wrong_gold(mart, change(lake), schema() if schema else None)
+    expect_fail(check(START, END, namespace="wrong"), *words)
+
+
+def test_gold_checks_pass_the_right_marts_copied(lake: Lake) -> None:
+    wrong_gold()
+    for check in (gold_checks.daily_facts, gold_checks.rolling_windows, gold_checks.rankings,
+                  gold_checks.matches_duckdb):
+        result = check(START, END, namespace="wrong")
+        assert result.passed, result.message
+
+
+def test_a_wrong_04_1_is_named_once_by_the_checks_that_build_on_it(lake: Lake) -> None:
+    wrong_gold("fct_asset_daily", lambda rows: [r | {"close_usd": r["open_usd"]} for r in rows])
+    direct = gold_checks.daily_facts(START, END, namespace="wrong")
+    expect_fail(direct, "close_usd", "max_by")
+    for check in (gold_checks.rolling_windows, gold_checks.rankings, gold_checks.matches_duckdb):
+        result = check(START, END, namespace="wrong")
+        expect_fail(result, "fix 04.1 first")
+        assert "max_by" not in result.message and "ma_7d_usd" not in result.message
+
+
+def test_04_4_names_the_exercise_of_the_wrong_mart(lake: Lake) -> None:
+    wrong_gold("daily_rankings", lambda rows: [r | {"rank_change": -r["rank_change"]}
+                                               if r["rank_change"] else r for r in rows])
+    expect_fail(gold_checks.matches_duckdb(START, END, namespace="wrong"), "fix 04.3 first")
+
+
+@mistake("04.4", "span-not-filtered")
+def test_04_4_catches_a_recomputation_of_more_days_than_the_span(lake: Lake) -> None:
+    wider = gold_checks.recompute(dt.date(2025, 3, 1) - dt.timedelta(days=1),
+                                  dt.date.fromisoformat(END))
+    expect_fail(gold_checks.matches_duckdb(START, END, recomputed=wider),
+                "your DuckDB", "outside", "WHERE trade_date BETWEEN")

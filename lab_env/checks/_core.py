@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ParamSpec
+from typing import Any, ParamSpec
 
 from lab_env.config import get_settings
 from lab_env.errors import LabError
@@ -114,3 +114,87 @@ def exercise(
         return run
 
     return wrap
+
+
+def upstream_first(exercise_id: str, what: str) -> _Verdict:
+    """The verdict when an earlier exercise's result is wrong: name it once, do not repeat it."""
+    return fail(f"{what} is not right yet, and this exercise builds on it: fix {exercise_id} "
+                "first (its check says what is wrong), then re-run this cell.")
+
+
+def learner_cell(contains: str, assigns: str | None = None) -> str | None:
+    """The source of the newest cell run in this IPython kernel that contains ``contains``
+    (and, with ``assigns``, assigns that name at its top level).
+
+    Checks use it to run the learner's own code again (twice, or on a planted case). Outside a
+    kernel, or when no such cell ran, None.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover - IPython is a dependency of the lab
+        return None
+    shell = get_ipython()
+    if shell is None:
+        return None
+    history = shell.user_ns.get("In") or []
+    for source in reversed(history):  # newest first; the running cell is the last entry
+        if not isinstance(source, str) or contains.lower() not in source.lower():
+            continue
+        if assigns is None or _assigns(source, assigns):
+            return source
+    return None
+
+
+def kernel_namespace() -> dict[str, Any]:
+    """A copy of the IPython kernel's user namespace (empty outside a kernel)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return {}
+    shell = get_ipython()
+    return dict(shell.user_ns) if shell is not None else {}
+
+
+def replay(source: str, namespace: dict[str, Any], *, until: str | None = None) -> dict[str, Any]:
+    """Run a cell's statements in ``namespace`` (a copy the caller owns), printing nothing.
+
+    ``until``: stop after the last top-level statement that assigns this name, so what the
+    cell does next (writing tables, printing) is left out. Returns the namespace.
+    """
+    import ast
+    import contextlib
+    import io
+
+    tree = ast.parse(source)
+    body = tree.body
+    if until is not None:
+        last = max((i for i, node in enumerate(body) if until in _assigned(node)), default=None)
+        if last is None:
+            raise LabError(f"the cell does not assign {until}.", f"assign {until} in it.")
+        body = body[: last + 1]
+    # never run a check from inside a check
+    body = [node for node in body if "checks." not in ast.unparse(node)]
+    code = compile(ast.Module(body=body, type_ignores=[]), "<your cell>", "exec")
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(code, namespace)
+    return namespace
+
+
+def _assigns(source: str, name: str) -> bool:
+    import ast
+
+    try:
+        return any(name in _assigned(node) for node in ast.parse(source).body)
+    except SyntaxError:
+        return False
+
+
+def _assigned(node: Any) -> set[str]:
+    import ast
+
+    names: set[str] = set()
+    targets = node.targets if isinstance(node, ast.Assign) else (
+        [node.target] if isinstance(node, ast.AnnAssign | ast.AugAssign) else [])
+    for target in targets:
+        names |= {n.id for n in ast.walk(target) if isinstance(n, ast.Name)}
+    return names

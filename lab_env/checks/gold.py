@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab_env.catalog import get_catalog
-from lab_env.checks._core import _Verdict, exercise, fail, ok
+from lab_env.checks._core import _Verdict, exercise, fail, ok, upstream_first
 from lab_env.checks.silver import load_table
 from lab_env.errors import LabError
 
@@ -31,6 +31,9 @@ KEYS: dict[str, list[str]] = {
     "daily_rankings": ["asset_id", "trade_date"],
 }
 SILVER = ("silver.asset_prices", "silver.asset_snapshots", "silver.assets")
+# The exercise that writes each mart, and the marts it is computed from.
+EXERCISE = {"fct_asset_daily": "04.1", "asset_rolling": "04.2", "daily_rankings": "04.3"}
+BUILT_FROM = {"asset_rolling": ["fct_asset_daily"], "daily_rankings": ["fct_asset_daily"]}
 
 HINTS = {
     "trade_date": "trade_date is F.to_date('observed_at'), the UTC day.",
@@ -192,11 +195,22 @@ def difference(mart: str, actual: pa.Table, expected: pa.Table,
     return None
 
 
+def _upstream(mart: str, start: dt.date, end: dt.date, namespace: str,
+              expected: dict[str, pa.Table]) -> _Verdict | None:
+    """"fix 04.1 first" when a mart that ``mart`` is computed from is wrong, else None."""
+    for source in BUILT_FROM.get(mart, []):
+        if difference(source, gold_rows(source, start, end, namespace), expected[source]):
+            return upstream_first(EXERCISE[source], f"{namespace}.{source}")
+    return None
+
+
 def _compare(marts: list[str], start_date: str, end_date: str, namespace: str) -> _Verdict:
     start, end = _dates(start_date, end_date)
     expected = recompute(start, end)
     rows = 0
     for mart in marts:
+        if upstream := _upstream(mart, start, end, namespace, expected):
+            return upstream
         actual = gold_rows(mart, start, end, namespace)
         problem = difference(mart, actual, expected[mart])
         if problem:
@@ -222,6 +236,8 @@ def rolling_windows(start_date: str, end_date: str, namespace: str = "gold") -> 
 def rankings(start_date: str, end_date: str, namespace: str = "gold") -> _Verdict:
     """Ranks are 1..n within each day, and gold.daily_rankings equals the recomputation."""
     start, end = _dates(start_date, end_date)
+    if upstream := _upstream("daily_rankings", start, end, namespace, recompute(start, end)):
+        return upstream
     by_day: dict[dt.date, list[int]] = {}
     for row in gold_rows("daily_rankings", start, end, namespace).select(
         ["trade_date", "market_cap_rank"]
@@ -252,6 +268,13 @@ def matches_duckdb(start_date: str, end_date: str,
         if absent:
             return fail(f"your DuckDB result has no {absent[0]}: run every SQL file of sql/gold.")
         for mart in KEYS:
+            days = (recomputed[mart].column("trade_date").to_pylist()
+                    if "trade_date" in recomputed[mart].column_names else [])
+            outside = sorted(d for d in days if d is not None and not start <= d <= end)
+            if outside:
+                return fail(f"your DuckDB {mart} has rows outside {start}..{end} (e.g. "
+                            f"{outside[0]}): keep only the span's days, WHERE trade_date "
+                            "BETWEEN $1 AND $2, as the notebook's query does.")
             problem = difference(mart, recomputed[mart], expected[mart])
             if problem:
                 return fail(f"your DuckDB {mart} is not the reference: {problem} (did you register "
@@ -260,6 +283,8 @@ def matches_duckdb(start_date: str, end_date: str,
     for mart in KEYS:
         actual = gold_rows(mart, start, end, namespace)
         problem = difference(mart, actual, expected[mart])
+        if problem and mart in EXERCISE:
+            return upstream_first(EXERCISE[mart], f"{namespace}.{mart}")
         if problem:
             return fail(problem)
         rows += actual.num_rows

@@ -92,9 +92,19 @@ def _gold_check(rule: Any, plant: Callable[[pd.DataFrame], pd.DataFrame], wanted
 def negative_price(rule: Any, start_date: str, end_date: str, silver: str = "silver") -> _Verdict:
     """``rule`` passes silver.asset_prices and fails it with one negative price."""
     clean = silver_prices(start_date, end_date, silver)
-    return judge(rule, clean, defects.negative_price(clean), CRITICAL, "a negative price",
-                 "Prices are positive: gxe.ExpectColumnValuesToBeBetween on price_usd with "
-                 "min_value=0 and strict_min=True (0 is not a price either).")
+    hint = ("Prices are positive: gxe.ExpectColumnValuesToBeBetween on price_usd with "
+            "min_value=0 and strict_min=True (0 is not a price either).")
+    verdict = judge(rule, clean, defects.negative_price(clean), CRITICAL, "a negative price",
+                    hint)
+    if not verdict.passed:
+        return verdict
+    # the lesson's rule says "positive": plant a zero as well, which min_value=0 alone lets by
+    zero = defects.negative_price(clean)
+    zero.loc[0, "price_usd"] = 0 * zero.loc[0, "price_usd"]
+    if judge(rule, clean, zero, CRITICAL, "a zero price", hint).passed:
+        return verdict
+    return fail(f"your {rule.expectation_type} lets a zero price through: zero is not a price "
+                "either; add strict_min=True.")
 
 
 @exercise("06.2", "A fact written twice is caught, and blocks")

@@ -10,13 +10,22 @@ import datetime as dt
 import json
 import re
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from lab_env.catalog import get_catalog
-from lab_env.checks._core import _Verdict, exercise, fail, ok
+from lab_env.checks._core import (
+    _Verdict,
+    exercise,
+    fail,
+    kernel_namespace,
+    learner_cell,
+    ok,
+    replay,
+    upstream_first,
+)
 from lab_env.errors import LabError
 from lab_env.storage import get_store
 
@@ -156,6 +165,10 @@ def _dates(start_date: str, end_date: str) -> tuple[dt.date, dt.date]:
 @exercise("03.1", "Snapshot values are typed exactly")
 def snapshots_typed(table: str = "silver.asset_snapshots") -> _Verdict:
     """Amounts are DECIMAL(38,18), rank an int, times real UTC instants, one row per key."""
+    return _snapshots_verdict(table)
+
+
+def _snapshots_verdict(table: str) -> _Verdict:
     snapshots = load_table(table)
     expected = {"snapshot_at": "timestamptz", "snapshot_date": "date", "rank": "int"}
     expected |= {c: PRICE for c in ("price_usd", "vwap_24h", "change_percent_24h")}
@@ -188,6 +201,8 @@ def snapshots_typed(table: str = "silver.asset_snapshots") -> _Verdict:
 def assets_merged(table: str = "silver.assets",
                   snapshots_table: str = "silver.asset_snapshots") -> _Verdict:
     """One row per asset seen in the snapshots, with its first/last sighting and latest rank."""
+    if not _snapshots_verdict(snapshots_table).passed:
+        return upstream_first("03.1", snapshots_table)
     assets = load_table(table)
     hint = type_hint(assets, "max_supply", AMOUNT)
     if hint:
@@ -228,19 +243,46 @@ def assets_merged(table: str = "silver.assets",
     return ok(f"{len(rows)} assets, one row each, first/last seen and rank match the snapshots")
 
 
+# Values the sample never holds, so the check plants them: (priceUsd string, why it is bad).
+PLANTED_PRICES = (("0", "zero"), ("-2.5", "negative"))
+# typed_points as the notebook builds them, outside a notebook
+PLANTED_SHAPE = ("bronze_key STRING, record_index INT, asset_id STRING, raw STRUCT<priceUsd: "
+                 "STRING, circulatingSupply: STRING, time: BIGINT>, observed_at TIMESTAMP, "
+                 "price_usd DECIMAL(38,24), circulating_supply DECIMAL(38,18)")
+
+
 @exercise("03.3", "Bad values go to quarantine with a reason")
-def quarantine_reasons(start_date: str, end_date: str,
-                       table: str = "silver.quarantine") -> _Verdict:
-    """Every untypable history value of the dates is quarantined, with a reason; nothing else is."""
+def quarantine_reasons(start_date: str, end_date: str, table: str = "silver.quarantine",
+                       rules: Callable[[Any], Any] | None = None) -> _Verdict:
+    """Every untypable history value of the dates is quarantined, with a reason; nothing else is.
+
+    ``rules`` turns typed points into checked points (the learner's ``checked_points``); the
+    check feeds it prices the sample never has (zero, negative). In a notebook it re-runs the
+    learner's cell on those planted points itself.
+    """
     start, end = _dates(start_date, end_date)
+    verdict, bad_values = _quarantine_verdict(start, end, table)
+    if verdict is not None:
+        return verdict
+    if rules is None:
+        rules = _learner_rules()
+    if rules is not None and (
+        problem := planted_price_problem(rules, getattr(rules, "schema", None))
+    ):
+        return fail(problem)
+    return ok(f"{bad_values} bad values of {start}..{end} are in quarantine, each with a reason")
+
+
+def _quarantine_verdict(start: dt.date, end: dt.date, table: str) -> tuple[_Verdict | None, int]:
+    """A fail verdict if the quarantine table of the dates is not right, and the bad values."""
     quarantine = load_table(table).scan().to_arrow().to_pylist()
     for row in quarantine:
         if not (row["reason"] or "").strip():
             return fail(f"a quarantine row for {row['bronze_key']} has no reason: say why the "
-                        "value was rejected, e.g. 'priceUsd is null'.")
+                        "value was rejected, e.g. 'priceUsd is null'."), 0
         if row["raw_record"] is None:
             return fail(f"a quarantine row for {row['bronze_key']} has no raw_record: keep the "
-                        "whole source object (to_json of raw) so it can be inspected later.")
+                        "whole source object (to_json of raw) so it can be inspected later."), 0
     stored = {(r["bronze_key"], r["record_index"], r["field"]) for r in quarantine
               if r["source"] == "asset_history"}
     expected: dict[tuple[str, int, str], tuple[BronzeRecord, str]] = {}
@@ -254,13 +296,68 @@ def quarantine_reasons(start_date: str, end_date: str,
             value = record.raw.get(key[2])
             return fail(f"{record.asset_id} point {record.record_index} of {record.bronze_key} has "
                         f"{key[2]}={value!r} ({why}) but is not in {table}: add a rule for it to "
-                        "checked_points, so it is quarantined instead of lost.")
+                        "checked_points, so it is quarantined instead of lost."), 0
     extra = [k for k in stored if k[0] in keys_in_range and k not in expected and k[1] >= 0]
     if extra:
         bronze_key, index, field = extra[0]
         return fail(f"point {index} of {bronze_key} was quarantined for {field}, but its value is "
-                    "fine: check that each rule flags only the values it describes.")
-    return ok(f"{len(expected)} bad values of {start}..{end} are in quarantine, each with a reason")
+                    "fine: check that each rule flags only the values it describes."), 0
+    return None, len(expected)
+
+
+def planted_points(schema: Any = None) -> Any:
+    """Typed history points with the prices of PLANTED_PRICES, shaped like ``schema``."""
+    from pyspark.sql.types import StructType
+
+    from lab_env.spark import get_spark
+
+    spark = get_spark()
+    schema = schema or spark.createDataFrame([], PLANTED_SHAPE).schema
+
+    def shaped(kind: StructType, values: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(shaped(f.dataType, values[f.name]) if isinstance(f.dataType, StructType)
+                     and isinstance(values.get(f.name), dict) else values.get(f.name)
+                     for f in kind.fields)
+
+    rows = []
+    for n, (price, _) in enumerate(PLANTED_PRICES):
+        at = dt.datetime(2025, 3, 31, n, tzinfo=dt.UTC)
+        rows.append(shaped(schema, {
+            "bronze_key": f"check/planted-{n}.json", "record_index": n, "asset_id": "planted",
+            "raw": {"priceUsd": price, "circulatingSupply": "1000",
+                    "time": int(at.timestamp() * 1000)},
+            "observed_at": at, "price_usd": Decimal(price), "circulating_supply": Decimal(1000),
+        }))
+    return spark.createDataFrame(rows, schema)
+
+
+def planted_price_problem(rules: Callable[[Any], Any], schema: Any = None) -> str | None:
+    """Feed the rules points with prices the sample never has; a hint if one gets through."""
+    checked = rules(planted_points(schema))
+    found = {r["record_index"]: r["problems"] or [] for r in
+             checked.select("record_index", "problems").collect()}
+    for n, (price, what) in enumerate(PLANTED_PRICES):
+        if "priceUsd" not in [p["field"] for p in found.get(n, [])]:
+            return (f"a {what} price (priceUsd={price!r}) passes your rules: zero and negative "
+                    "prices are not prices; add problem('priceUsd', ..., 'priceUsd is not "
+                    "positive') for price_usd <= 0. The sample has no such price, so the check "
+                    "planted one.")
+    return None
+
+
+def _learner_rules() -> Callable[[Any], Any] | None:
+    """The learner's checked_points cell, re-run on planted points (in a notebook only)."""
+    source = learner_cell("checked_points", assigns="checked_points")
+    namespace = kernel_namespace()
+    if source is None or "typed_points" not in namespace:
+        return None
+
+    def rules(typed: Any) -> Any:
+        scope = dict(namespace, typed_points=typed)
+        return replay(source, scope, until="checked_points")["checked_points"]
+
+    rules.schema = namespace["typed_points"].schema  # type: ignore[attr-defined]
+    return rules
 
 
 @exercise("03.4", "One price row per asset and hour, the latest fetch, nothing dropped")
@@ -270,6 +367,8 @@ def prices_unique(start_date: str, end_date: str, table: str = "silver.asset_pri
     from pyiceberg.transforms import DayTransform
 
     start, end = _dates(start_date, end_date)
+    if _quarantine_verdict(start, end, quarantine_table)[0] is not None:
+        return upstream_first("03.3", quarantine_table)
     prices = load_table(table)
     for column, kind in (("observed_at", "timestamptz"), ("price_usd", PRICE),
                          ("circulating_supply", AMOUNT)):
