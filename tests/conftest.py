@@ -12,6 +12,7 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -72,14 +73,37 @@ def catalog(lab_home: Path):  # type: ignore[no-untyped-def]
     return cat
 
 
+@dataclass(frozen=True)
+class RawRequest:
+    """One request exactly as the receiver got it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Received(list[dict[str, Any]]):
+    """The JSON bodies posted, in order; ``requests`` keeps each request as it came."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[RawRequest] = []
+
+
 @pytest.fixture
-def alert_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A real HTTP receiver on 127.0.0.1: its URL, and the JSON bodies posted to it."""
-    received: list[dict[str, Any]] = []
+def alert_receiver() -> Iterator[tuple[str, Received]]:
+    """A real HTTP receiver on 127.0.0.1: its URL, and the JSON bodies posted to it (to any
+    path of the server: ``/alert`` for a webhook, ``/bot<token>/sendMessage`` for Telegram)."""
+    received = Received()
 
     class Receiver(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.requests.append(
+                RawRequest(self.command, self.path, dict(self.headers.items()), body)
+            )
+            received.append(json.loads(body))
             self.send_response(204)
             self.end_headers()
 
