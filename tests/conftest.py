@@ -12,7 +12,6 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import pytest
 
 from lab_env.config import Settings, get_settings, load_settings
+from tests.receiver import RawRequest, Received
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,24 +71,6 @@ def catalog(lab_home: Path):  # type: ignore[no-untyped-def]
     cat = get_catalog()
     ensure_namespaces(cat)
     return cat
-
-
-@dataclass(frozen=True)
-class RawRequest:
-    """One request exactly as the receiver got it."""
-
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-class Received(list[dict[str, Any]]):
-    """The JSON bodies posted, in order; ``requests`` keeps each request as it came."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.requests: list[RawRequest] = []
 
 
 @pytest.fixture

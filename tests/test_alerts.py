@@ -9,7 +9,7 @@ import pytest
 
 from lab_env.alerts import TELEGRAM_MAX_TEXT, send_alert, telegram_text
 from lab_env.config import get_settings, load_settings
-from tests.conftest import Received
+from tests.receiver import Received
 
 TOKEN = "7312664801:AAH-lab_Secret-TokenZ9"
 CHAT = "-1001234567890"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Received
+from tests.receiver import Received
 
 pytestmark = pytest.mark.airflow
 
