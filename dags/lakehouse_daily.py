@@ -16,8 +16,8 @@ timetable: its run for a day starts at that day's midnight, with the day not yet
   `LAB_TELEGRAM_CHAT_ID` are.
 - A deadline (Airflow 3's replacement for SLAs): gold for a day is published by 03:00 UTC the
   day after it (three hours after the data interval ends), or the same channels get an alert.
-- Every task writes its run metrics (duration, rows per table, gate verdict, gold's age) for
-  Prometheus (docs/operations.md).
+- Every layer's task writes its run metrics (duration, rows per table, gate verdict, gold's
+  age) for Prometheus (docs/operations.md).
 - `bronze_landed` waits until the day's bronze files exist before silver reads them.
 - `gold` writes to the run's Iceberg audit branch; `quality` validates every layer with Great
   Expectations and publishes gold (fast-forwards `main`), or fails without retrying, keeping
@@ -61,7 +61,7 @@ GOLD_DUE = dt.timedelta(hours=3)
 GOLD_DEADLINE = DeadlineAlert(
     reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
     interval=INTERVAL + GOLD_DUE,
-    # By path: lab_env is not imported at the top of a DAG file (the executor imports it).
+    # By its path, so this file does not import lab_env at the top; the executor imports it.
     callback=SyncCallback(
         "lab_env.alerts.deadline_missed_alert",
         kwargs={"promise": f"gold published within {GOLD_DUE} after the day ends"},
