@@ -12,7 +12,12 @@ timetable: its run for a day starts at that day's midnight, with the day not yet
 
 - Retries with exponential backoff and an execution timeout on every task.
 - A failed task raises an alert: a log line always, a webhook post when
-  `LAB_ALERT_WEBHOOK_URL` is set.
+  `LAB_ALERT_WEBHOOK_URL` is set, a Telegram message when `LAB_TELEGRAM_BOT_TOKEN` and
+  `LAB_TELEGRAM_CHAT_ID` are.
+- A deadline (Airflow 3's replacement for SLAs): gold for a day is published by 03:00 UTC the
+  day after it (three hours after the data interval ends), or the same channels get an alert.
+- Every layer's task writes its run metrics (duration, rows per table, gate verdict, gold's
+  age) for Prometheus (docs/operations.md).
 - `bronze_landed` waits until the day's bronze files exist before silver reads them.
 - `gold` writes to the run's Iceberg audit branch; `quality` validates every layer with Great
   Expectations and publishes gold (fast-forwards `main`), or fails without retrying, keeping
@@ -31,7 +36,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from airflow.sdk import Asset, Param, dag, task
+from airflow.sdk import (
+    Asset,
+    DeadlineAlert,
+    DeadlineReference,
+    Param,
+    SyncCallback,
+    dag,
+    task,
+)
 
 # Airflow 3.3 keeps the Task SDK's timetables here; later releases export them from airflow.sdk.
 from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetable
@@ -39,6 +52,22 @@ from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetabl
 BRONZE = Asset("lakehouse://bronze/coincap")
 SILVER = Asset("lakehouse://silver/asset_prices")
 GOLD = Asset("lakehouse://gold/fct_asset_daily")
+
+# A run's data interval is one day, and its logical date is that interval's start: gold for the
+# day is due GOLD_DUE after the interval ends. The run succeeding (quality published gold) meets
+# the deadline; otherwise the scheduler runs the callback, which alerts the task-failure channels.
+INTERVAL = dt.timedelta(days=1)
+GOLD_DUE = dt.timedelta(hours=3)
+GOLD_DEADLINE = DeadlineAlert(
+    reference=DeadlineReference.DAGRUN_LOGICAL_DATE,
+    interval=INTERVAL + GOLD_DUE,
+    # By its path, so this file does not import lab_env at the top; the executor imports it.
+    callback=SyncCallback(
+        "lab_env.alerts.deadline_missed_alert",
+        kwargs={"promise": f"gold published within {GOLD_DUE} after the day ends"},
+    ),
+    name="gold_published",
+)
 
 
 def _alert(context: dict[str, Any]) -> None:
@@ -116,6 +145,7 @@ DEFAULT_ARGS = {
     catchup=False,
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
+    deadline=GOLD_DEADLINE,
     doc_md=__doc__,
     tags=["lakehouse", "production"],
     params={

@@ -77,6 +77,14 @@ class Settings(BaseSettings):
 
     # production runs: where a failed task's alert goes besides the log (a Slack-style webhook)
     alert_webhook_url: SecretStr | None = Field(default=None, repr=False)  # URLs carry tokens
+    # ... and to a Telegram chat through a bot (both set, or no Telegram alert); the API's base
+    # URL is a setting so tests (or a proxy) can stand in for api.telegram.org
+    telegram_bot_token: SecretStr | None = Field(default=None, repr=False)
+    telegram_chat_id: SecretStr | None = Field(default=None, repr=False)
+    telegram_api_url: str = "https://api.telegram.org"
+    # run metrics (lab_env.metrics): always a textfile under LAB_HOME/metrics; also pushed to
+    # this Prometheus Pushgateway when set, e.g. http://127.0.0.1:9091
+    metrics_pushgateway: str | None = None
     # write-audit-publish: the Iceberg branch Spark writes WAP-enabled tables (gold) to; the
     # runner sets it for the gold step, the quality gate publishes it. Unset: write main.
     wap_branch: str | None = None

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 from lab_env.config import Settings, get_settings, lab_environment
 from lab_env.errors import LabError
 from lab_env.lock import lakehouse_lock
+from lab_env.metrics import record_step
 
 if TYPE_CHECKING:
     import nbformat
@@ -412,7 +413,7 @@ def run_step(
             )
         except StepFailed as exc:
             error = str(exc)
-    return StepResult(
+    result = StepResult(
         step.name,
         step.notebook.name,
         str(output),
@@ -421,6 +422,9 @@ def run_step(
         _changes(settings, before, str(params.get("run_id") or "") or None),
         error,
     )
+    # Duration, rows, verdict and gold's freshness, for Prometheus (docs/operations.md).
+    record_step(result, folder, settings)
+    return result
 
 
 def step_named(name: str) -> Step:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from lab_env.config import Settings, get_settings, load_settings
+from tests.receiver import RawRequest, Received
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,13 +74,18 @@ def catalog(lab_home: Path):  # type: ignore[no-untyped-def]
 
 
 @pytest.fixture
-def alert_receiver() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """A real HTTP receiver on 127.0.0.1: its URL, and the JSON bodies posted to it."""
-    received: list[dict[str, Any]] = []
+def alert_receiver() -> Iterator[tuple[str, Received]]:
+    """A real HTTP receiver on 127.0.0.1: its URL, and the JSON bodies posted to it (to any
+    path of the server: ``/alert`` for a webhook, ``/bot<token>/sendMessage`` for Telegram)."""
+    received = Received()
 
     class Receiver(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            received.requests.append(
+                RawRequest(self.command, self.path, dict(self.headers.items()), body)
+            )
+            received.append(json.loads(body))
             self.send_response(204)
             self.end_headers()
 

@@ -17,6 +17,7 @@ nbval compares it (``docs/notebook-ci.md``: how to record a new one).
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -80,7 +81,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     cells.sort(key=lambda item: (Path(str(item.path)).name, getattr(item, "cell_num", 0)))
     others = [item for item in items if not _is_solution_cell(item)]
     items[:] = cells + others
-    config.stash[STATE] = NotebookCI(Path(tempfile.mkdtemp(prefix="lab-notebook-ci-")))
+    config.stash[STATE] = NotebookCI(Path(tempfile.mkdtemp(prefix="lab-notebook-ci-", dir=_kept())))
+
+
+# Set, the shared LAB_HOME goes in this folder and stays after the run, for CI to upload what
+# the notebooks wrote (.github/workflows/ci.yml); unset, it is a temporary folder, removed.
+ARTIFACTS_ENV = "NOTEBOOK_CI_DIR"
+
+
+def _kept() -> str | None:
+    folder = os.environ.get(ARTIFACTS_ENV)
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    return folder or None
 
 
 def work_unit(nodeid: str) -> str:
@@ -110,7 +123,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     state = notebook_ci(config)
-    if state is not None:
+    if state is not None and not _kept():
         shutil.rmtree(state.root, ignore_errors=True)
 
 

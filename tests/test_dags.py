@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import pytest
+
+from tests.receiver import Received
 
 pytestmark = pytest.mark.airflow
 
@@ -116,3 +119,71 @@ def test_unreachable_webhook_never_hides_the_failure(
         assert send_alert("boom", {"x": 1}) is False
     assert any("webhook" in r.message for r in caplog.records)
     get_settings.cache_clear()
+
+
+def test_gold_is_due_three_hours_after_the_day_ends(dagbag) -> None:  # type: ignore[no-untyped-def]
+    """Airflow 3's deadline alert (SLAs' replacement), as the scheduler reads it."""
+    import datetime as dt
+
+    from airflow.sdk import DeadlineReference, SyncCallback
+    from airflow.serialization.serialized_objects import DagSerialization
+
+    dag = dagbag.dags["lakehouse_daily"]
+    [deadline] = dag.deadline
+    # The logical date is the interval's start: one day later the interval ends.
+    assert deadline.reference == DeadlineReference.DAGRUN_LOGICAL_DATE
+    assert deadline.interval == dt.timedelta(days=1, hours=3)
+    assert isinstance(deadline.callback, SyncCallback)
+    assert deadline.callback.path == "lab_env.alerts.deadline_missed_alert"
+    serialized = json.dumps(DagSerialization.to_dict(dag)["dag"]["deadline"])
+    assert "lab_env.alerts.deadline_missed_alert" in serialized
+    assert "DagRunLogicalDateDeadline" in serialized
+
+
+def test_a_missed_deadline_alerts_every_channel(
+    dagbag,  # type: ignore[no-untyped-def]
+    alert_receiver: tuple[str, Received],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The callback runs as Airflow's executor runs it: imported by path, with its context."""
+    import structlog
+    from airflow.sdk.execution_time.callback_supervisor import execute_callback
+
+    from lab_env.config import get_settings
+
+    url, received = alert_receiver
+    monkeypatch.setenv("LAB_ALERT_WEBHOOK_URL", url)
+    monkeypatch.setenv("LAB_TELEGRAM_API_URL", url.removesuffix("/alert"))
+    monkeypatch.setenv("LAB_TELEGRAM_BOT_TOKEN", "123:abc")
+    monkeypatch.setenv("LAB_TELEGRAM_CHAT_ID", "42")
+    get_settings.cache_clear()
+    [deadline] = dagbag.dags["lakehouse_daily"].deadline
+    # What the scheduler's Deadline.handle_miss hands over (airflow/models/deadline.py).
+    context = {
+        "dag_run": {
+            "dag_id": "lakehouse_daily",
+            "dag_run_id": "scheduled__2025-03-31T00:00:00+00:00",
+            "logical_date": "2025-03-31T00:00:00Z",
+            "data_interval_end": "2025-04-01T00:00:00Z",
+            "state": "running",
+        },
+        "deadline": {"id": "0199", "deadline_time": "2025-04-01T03:00:00Z"},
+    }
+    ok, error = execute_callback(
+        deadline.callback.path,
+        {**deadline.callback.kwargs, "context": context},
+        "lakehouse_daily.py",
+        str(DAGS),
+        structlog.get_logger(),
+    )
+    get_settings.cache_clear()
+    assert (ok, error) == (True, None)
+    webhook, chat = received  # the webhook first, then Telegram
+    assert webhook["text"] == (
+        "Lakehouse deadline missed: lakehouse_daily: gold published within 3:00:00 after the "
+        "day ends"
+    )
+    assert webhook["logical_date"] == "2025-03-31T00:00:00Z"
+    assert webhook["deadline"] == "2025-04-01T03:00:00Z"
+    assert chat["chat_id"] == "42" and "Lakehouse deadline missed" in chat["text"]
+    assert [r.path for r in received.requests] == ["/alert", "/bot123:abc/sendMessage"]
