@@ -266,9 +266,10 @@ def failure(run: DbtRun) -> LabError:
         )
     if failed_tests:
         first = failed_tests[0]
-        rows = f" ({first.failures} rows)" if first.failures else ""
+        rows = f" ({first.failures} failing row{'' if first.failures == 1 else 's'})"
         return LabError(
-            f"{TESTS_FAILED}: {len(failed_tests)} of {len(tests)}, first {first.name}{rows}.",
+            f"{TESTS_FAILED}: {len(failed_tests)} of {len(tests)}, first {first.name}"
+            f"{rows if first.failures else ''}.",
             f"see the failing rows with `dbt test --select {first.name} --store-failures` "
             f"(plain dbt: --project-dir dbt --profiles-dir {run.log.parent.parent}); fix the "
             "data or the model, then `lab dbt build` again.",
