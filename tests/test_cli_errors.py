@@ -98,6 +98,10 @@ CASES = [
     Case("maintain", (), home="corrupt", says="not a database"),
     Case("maintain", ("silver.t",), home="truncated", says="roll_back_metadata"),
     Case("maintain", ("--dry-run",), home="file", says="is a file"),
+    Case("dbt", ("build",), says="does not exist, and dbt reads its sources from silver"),
+    Case("dbt", ("build", "--start", "2025-02-30"), expect="usage", says="not a date"),
+    Case("dbt", ("build",), home="file", says="is a file"),
+    Case("dbt", ("docs",), home="corrupt", says="not a database"),
     Case("docs", ("--run", "nope"), says="No quality report"),
     Case("docs", ("--serve", "--port", "BUSY"), home="report", says="already in use"),
 ]
