@@ -31,7 +31,7 @@ from lab_env.dbt import DbtRun, build, duckdb_path
 def rows_read(path: Path) -> int:
     """Rows of silver.asset_prices the last build loaded into DuckDB (the plugin's scan)."""
     with duckdb.connect(str(path), read_only=True) as con:
-        return int(con.execute("SELECT count(*) FROM silver.asset_prices").fetchone()[0])
+        return int(con.execute("SELECT count(*) FROM silver.asset_prices").fetchall()[0][0])
 
 
 def last_ingest_day(home: Path) -> dt.date:

@@ -122,21 +122,17 @@ def test_a_failing_dbt_test_fails_the_command_and_the_step_with_one_line(
             "INSERT INTO marts.fct_asset_daily SELECT * FROM marts.fct_asset_daily "
             f"WHERE trade_date = DATE '{FIRST}' AND asset_id = 'bitcoin'"
         )
-    for args in (
-        ("dbt", "build", "--start", str(NEXT)),
-        ("run", "--start", str(NEXT), "--steps", "dbt"),
-    ):
-        result = lab(broken, *args)
-        assert result.returncode != 0, result.stdout
-        assert "Traceback" not in result.stdout + result.stderr
-        text = result.stderr if args[0] == "dbt" else result.stdout
-        (line,) = [ln for ln in text.splitlines() if TESTS_FAILED in ln]
-        assert "unique_combination_of_columns_fct_asset_daily" in line
-        assert "(1 failing row)" in line  # one key, twice
-        if args[0] == "dbt":
-            assert line.startswith(f"error: {TESTS_FAILED}: 1 of ") and " Fix: " in line
+    command = lab(broken, "dbt", "build", "--start", str(NEXT))
+    assert command.returncode != 0, command.stdout
+    (line,) = [ln for ln in command.stderr.splitlines() if ln.strip()]  # one line, no traceback
+    assert line.startswith(f"error: {TESTS_FAILED}: 1 of ") and " Fix: " in line, line
+    assert "unique_combination_of_columns_fct_asset_daily" in line and "(1 failing row)" in line
+    # the same through `lab run`: the dbt step fails, and with it the run
+    run = lab(broken, "run", "--start", str(NEXT), "--steps", "dbt")
+    assert run.returncode == 1 and "Traceback" not in run.stdout + run.stderr, run.stdout
+    assert "Run failed." in run.stdout and TESTS_FAILED in run.stdout
     (dbt,) = summary(broken, NEXT)["steps"]
-    assert not dbt["ok"] and dbt["error"].startswith(TESTS_FAILED)
+    assert not dbt["ok"] and dbt["error"] == line.removeprefix("error: ")
 
 
 def test_the_docs_open_offline_and_show_every_model(home: Path) -> None:

@@ -81,7 +81,7 @@ def unique_key(key: str | Sequence[str] | None, database: Path | None = None) ->
     if set(columns) != set(GRAIN):
         return fail(f"({listed}) works here but is wider than the grain: use exactly "
                     f"{list(GRAIN)}, what identifies one row (and what the grain test checks).")
-    written = con.execute("SELECT count(*) FROM new_rows").fetchone()[0]
+    written = con.execute("SELECT count(*) FROM new_rows").fetchall()[0][0]
     return ok(f"unique_key {list(GRAIN)}: one day re-written, the other "
               f"{len(before) - written} rows kept")
 
@@ -150,7 +150,7 @@ def _expected_write_from(prices: pa.Table, start: dt.date, end: dt.date) -> dt.d
     con.register("prices", prices)
     late = con.execute("SELECT min(CAST(observed_at AS DATE)) FROM prices "
                        "WHERE ingest_date BETWEEN $start AND $end",
-                       {"start": start, "end": end}).fetchone()[0]
+                       {"start": start, "end": end}).fetchall()[0][0]
     return min(start, late) if late else start
 
 
@@ -191,7 +191,7 @@ def singular_test(sql: str, database: Path | None = None) -> _Verdict:
                     "a dbt test fails when its query returns any row, so return only the bad "
                     "rows (a count(*) returns one row even when it is 0).")
     victim = con.execute(f"SELECT asset_id, trade_date FROM {FACT} ORDER BY trade_date DESC, "
-                         "asset_id LIMIT 1").fetchone()
+                         "asset_id LIMIT 1").fetchall()[0]
     con.execute(f"UPDATE {FACT} SET close_usd = high_usd + 1 WHERE asset_id = ? AND "
                 "trade_date = ?", list(victim))
     broken = con.execute(query).fetchall()
