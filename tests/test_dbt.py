@@ -149,8 +149,11 @@ def test_the_docs_open_offline_and_show_every_model(home: Path) -> None:
         local = route.request.url.startswith(("file://", "data:", "http://127.0.0.1"))
         route.continue_() if local else route.abort()
 
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.fail("chromium is not installed: run `make system` (apt-get install chromium).")
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium")
+        browser = p.chromium.launch(executable_path=chromium)
         try:
             page = browser.new_page()
             page.route("**/*", offline)
