@@ -23,6 +23,9 @@ timetable: its run for a day starts at that day's midnight, with the day not yet
   Expectations and publishes gold (fast-forwards `main`), or fails without retrying, keeping
   `main` as it was and the data on the branch (docs/quality.md). Gold's Asset is updated by
   `quality`, so what is scheduled on gold waits for the publish.
+- `dbt` then builds the dbt marts in DuckDB from the run's silver (docs/dbt.md): only the
+  affected days of the incremental model, then every dbt test; a failing test fails the task
+  without retrying.
 - Params (trigger with config): `start_date`/`end_date` to run a range in one go,
   `full_refresh` to rebuild silver and gold, `assets` to fetch some assets' history only,
   `evolve_schema` to let silver add fields the source newly sends.
@@ -52,6 +55,7 @@ from airflow.sdk.definitions.timetables.interval import CronDataIntervalTimetabl
 BRONZE = Asset("lakehouse://bronze/coincap")
 SILVER = Asset("lakehouse://silver/asset_prices")
 GOLD = Asset("lakehouse://gold/fct_asset_daily")
+DBT_MARTS = Asset("lakehouse://dbt/fct_asset_daily")
 
 # A run's data interval is one day, and its logical date is that interval's start: gold for the
 # day is due GOLD_DUE after the interval ends. The run succeeding (quality published gold) meets
@@ -113,10 +117,12 @@ def _run_layer(name: str, context: dict[str, Any]) -> dict[str, Any]:
     ):
         result = run_step(step_named(name), params, folder, settings)
     if not result.ok:
-        if "QualityGateFailed" in result.error:
+        from lab_env.dbt import TESTS_FAILED
+
+        if "QualityGateFailed" in result.error or result.error.startswith(TESTS_FAILED):
             from airflow.sdk.exceptions import AirflowFailException
 
-            # Bad data stays bad on a retry: fail now (the gate has sent its own alert).
+            # Bad data stays bad on a retry: fail now (the alert callback still runs).
             raise AirflowFailException(result.error)
         raise LabError(result.error)
     return {
@@ -204,7 +210,12 @@ def lakehouse_daily() -> None:
         """Audit the run; publish gold (fast-forward main to the audit branch) or stop here."""
         return _run_layer("quality", context)
 
-    bronze() >> bronze_landed() >> silver() >> gold() >> quality()
+    @task(outlets=[DBT_MARTS])
+    def dbt(**context: Any) -> dict[str, Any]:
+        """Build the dbt marts (DuckDB) over the run's affected days; fail when a dbt test fails."""
+        return _run_layer("dbt", context)
+
+    bronze() >> bronze_landed() >> silver() >> gold() >> quality() >> dbt()
 
 
 lakehouse_daily()

@@ -54,6 +54,9 @@ STEPS: tuple[Step, ...] = (
     # The gate: audits the run, then publishes gold from the run's audit branch (or stops it).
     Step("quality", SOLUTIONS / "06_quality.ipynb"),
 )
+# Steps a run takes only when named (`lab run --steps ... dbt`), after the default ones: dbt
+# builds its DuckDB marts from the silver that the run has just written (lab_env.dbt).
+EXTRA_STEPS: tuple[Step, ...] = (Step("dbt", REPO / "dbt"),)
 # Gold writes to an Iceberg branch that only the quality step publishes (write-audit-publish).
 GATED = "gold"
 GATE = "quality"
@@ -403,14 +406,19 @@ def run_step(
         if kernel is None:
             kernel = stack.enter_context(Kernel(log=folder / KERNEL_LOG))
         try:
-            execute_notebook(
-                step.notebook,
-                output,
-                params,
-                job=True,
-                kernel=kernel,
-                env=step_env(step, params, gated),
-            )
+            if step in EXTRA_STEPS:  # not a notebook: the dbt project (lab_env.dbt)
+                from lab_env.dbt import job
+
+                output, error = job(params, folder, settings)
+            else:
+                execute_notebook(
+                    step.notebook,
+                    output,
+                    params,
+                    job=True,
+                    kernel=kernel,
+                    env=step_env(step, params, gated),
+                )
         except StepFailed as exc:
             error = str(exc)
     result = StepResult(
@@ -428,11 +436,12 @@ def run_step(
 
 
 def step_named(name: str) -> Step:
-    """The production step called ``name`` (bronze, silver, gold)."""
-    for step in STEPS:
+    """The production step called ``name`` (bronze, silver, gold, quality, dbt)."""
+    for step in (*STEPS, *EXTRA_STEPS):
         if step.name == name:
             return step
-    raise LabError(f"No step named {name!r}.", f"use one of {', '.join(s.name for s in STEPS)}.")
+    names = ", ".join(s.name for s in (*STEPS, *EXTRA_STEPS))
+    raise LabError(f"No step named {name!r}.", f"use one of {names}.")
 
 
 @contextlib.contextmanager
@@ -578,7 +587,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         start, end = SAMPLE_START, SAMPLE_END
     else:  # one date given: run just that date
         start, end = args.start or args.end, args.end or args.start
-    steps = [s for s in STEPS if not args.steps or s.name in args.steps]
+    chosen = args.steps or [s.name for s in STEPS]  # dbt only when named
+    steps = [s for s in (*STEPS, *EXTRA_STEPS) if s.name in chosen]
     summary = run_pipeline(
         start,
         end,
@@ -613,7 +623,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--steps",
         nargs="+",
-        choices=[s.name for s in STEPS],
-        help="run only these steps (default: all)",
+        choices=[s.name for s in (*STEPS, *EXTRA_STEPS)],
+        help="run only these steps (default: all but dbt; name dbt to build its marts last)",
     )
     parser.set_defaults(handler=_cmd_run)

@@ -37,7 +37,7 @@ def test_every_dag_has_tags_retries_and_timeouts(dagbag) -> None:  # type: ignor
 
 def test_production_dag_shape(dagbag) -> None:  # type: ignore[no-untyped-def]
     dag = dagbag.dags["lakehouse_daily"]
-    order = ["bronze", "bronze_landed", "silver", "gold", "quality"]
+    order = ["bronze", "bronze_landed", "silver", "gold", "quality", "dbt"]
     for upstream, downstream in itertools.pairwise(order):
         assert downstream in dag.get_task(upstream).downstream_task_ids
     # gold is visible to what is scheduled on it only once the quality gate published it
