@@ -63,7 +63,7 @@ with market_tab:
     st.caption(f"{day}: {m.leader} leads by market cap.")
     history = data.market_history(gold, day)
     st.altair_chart(_line(history, ["market_cap_usd"], "Total market cap", "USD"),
-                    use_container_width=True)
+                    width="stretch")
     st.subheader(f"Top 10 by market cap on {day}")
     top = data.leaders(gold, day)
     st.table(pd.DataFrame({
@@ -90,13 +90,13 @@ with asset_tab:
                        else f"#{int(last.market_cap_rank)}")
         st.altair_chart(_line(one, ["close_usd", "ma_7d_usd", "ma_30d_usd"],
                               "Close and 7/30-day moving averages", "USD"),
-                        use_container_width=True)
+                        width="stretch")
         left, right = st.columns(2)
         left.altair_chart(_line(one, ["volatility_7d", "volatility_30d"],
                                 "Volatility (std. dev. of daily returns)", "volatility"),
-                          use_container_width=True)
+                          width="stretch")
         right.altair_chart(_line(one, ["market_cap_rank"], "Market-cap rank", "rank",
-                                 reverse=True), use_container_width=True)
+                                 reverse=True), width="stretch")
 
 with movers_tab:
     movers = data.top_movers(gold, day)
@@ -115,7 +115,7 @@ with movers_tab:
         .encode(x=alt.X("trade_date:T", title=None),
                 y=alt.Y("market_cap_rank:Q", title="rank", scale=alt.Scale(reverse=True)),
                 color="symbol:N", tooltip=["trade_date:T", "symbol:N", "market_cap_rank:Q"]),
-        use_container_width=True)
+        width="stretch")
 
 with fresh_tab:
     fresh = data.freshness(gold)

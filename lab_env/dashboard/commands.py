@@ -19,7 +19,7 @@ def _date(text: str) -> dt.date:
 def _cmd_dashboard(args: argparse.Namespace) -> int:
     from lab_env.dashboard.serve import serve
 
-    serve(args.port)
+    serve(args.port, address=args.address)
     return 0
 
 
@@ -61,6 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dashboard = subparsers.add_parser(
         "dashboard", help="serve the gold dashboard (Streamlit) on 127.0.0.1")
     dashboard.add_argument("--port", type=int, default=8501, help="port (0: any free one)")
+    dashboard.add_argument("--address", default="127.0.0.1",
+                           help="interface to listen on (0.0.0.0 only inside a container)")
     dashboard.set_defaults(handler=_cmd_dashboard)
 
     report = subparsers.add_parser(

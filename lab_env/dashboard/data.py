@@ -337,7 +337,7 @@ def freshness(gold: Gold, today: dt.date | None = None) -> Freshness:
 
 def usd(value: float | None) -> str:
     """Money the way a market page shows it: $1.23T, $456.7B, $12.3M, $1,234.56."""
-    if value is None:
+    if value is None or value != value:  # None or NaN: no value (a window not yet full)
         return "n/a"
     for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
         if abs(value) >= size:
