@@ -48,9 +48,8 @@ def serve(port: int = DEFAULT_PORT, settings: Settings | None = None,
     from lab_env.dashboard import data
 
     settings = settings or get_settings()
-    data.snapshot_key(settings)  # a broken catalog fails here, as one line
-    data.load_tables(settings)  # no gold yet: one line with the fix, not an empty page
     port = free_port(port, address)
+    data.load_tables(settings)  # no gold yet: one line with the fix, not an empty page
     print(f"Dashboard on http://{address}:{port}/ (gold of {settings.lab_home}; Ctrl-C stops)",
           flush=True)
     streamlit_cli.main.main(["run", str(APP), *streamlit_flags(port, address)], prog_name="streamlit",
