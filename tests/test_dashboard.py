@@ -288,8 +288,10 @@ def s3_env(s3: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[dict
 
 
 def export_cli(home: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``lab export`` with exactly the AWS variables in ``env`` (none of this process's)."""
+    base = {k: v for k, v in lab_env_vars(home).items() if not k.startswith("AWS_")}
     return subprocess.run([sys.executable, "-m", "lab_env.cli", "export", *args],
-                          env=lab_env_vars(home) | env, cwd=REPO, capture_output=True,
+                          env=base | env, cwd=REPO, capture_output=True,
                           text=True, timeout=300, check=False)
 
 

@@ -25,14 +25,23 @@ def _gold_tables(key: tuple) -> tuple:
 
 
 def _line(frame: pd.DataFrame, y: list[str], title: str, y_title: str,
-          reverse: bool = False) -> alt.Chart:
-    long = frame.melt("trade_date", y, var_name="series", value_name="value")
-    scale = alt.Scale(reverse=reverse, zero=False)
+          reverse: bool = False, names: dict[str, str] | None = None) -> alt.Chart:
+    """A line per column of ``y`` over the days (a day without a value leaves a gap)."""
+    long = frame.melt("trade_date", y, var_name="series", value_name="value").dropna()
+    long["series"] = long["series"].map(names or {}).fillna(long["series"])
+    legend = alt.Legend(orient="top", title=None) if len(y) > 1 else None
     return (alt.Chart(long, title=title).mark_line(point=len(frame) < 15)
-            .encode(x=alt.X("trade_date:T", title=None),
-                    y=alt.Y("value:Q", title=y_title, scale=scale),
-                    color=alt.Color("series:N", title=None), tooltip=["trade_date:T", "series:N",
-                                                                        "value:Q"]))
+            .encode(x=alt.X("yearmonthdate(trade_date):T", title=None,
+                            axis=alt.Axis(format="%b %d", tickCount="day")),
+                    y=alt.Y("value:Q", title=y_title, scale=alt.Scale(reverse=reverse,
+                                                                      zero=False)),
+                    color=alt.Color("series:N", legend=legend),
+                    tooltip=["trade_date:T", "series:N", "value:Q"]))
+
+
+SERIES = {"close_usd": "close", "ma_7d_usd": "7-day average", "ma_30d_usd": "30-day average",
+          "volatility_7d": "7 days", "volatility_30d": "30 days",
+          "market_cap_rank": "market-cap rank", "market_cap_bn": "total market cap"}
 
 
 settings = get_settings()
@@ -61,15 +70,17 @@ with market_tab:
     cols[2].metric("Assets", f"{m.assets}")
     cols[3].metric("Median daily return", data.pct(m.median_return))
     st.caption(f"{day}: {m.leader} leads by market cap.")
-    history = data.market_history(gold, day)
-    st.altair_chart(_line(history, ["market_cap_usd"], "Total market cap", "USD"),
+    history = data.market_history(gold, day).assign(
+        market_cap_bn=lambda f: f.market_cap_usd / 1e9)
+    st.altair_chart(_line(history, ["market_cap_bn"], "Total market cap", "USD billions",
+                          names=SERIES),
                     width="stretch")
     st.subheader(f"Top 10 by market cap on {day}")
     top = data.leaders(gold, day)
     st.table(pd.DataFrame({
         "rank": top["rank"], "symbol": top["symbol"], "name": top["name"],
         "close": top["close_usd"].map(data.usd), "day": top["daily_return"].map(data.pct),
-        "rank change": top["rank_change"].map(lambda v: "" if pd.isna(v) else f"{int(v):+d}"),
+        "rank change": top["rank_change"].map(data.signed),
         "market cap": top["market_cap_usd"].map(data.usd),
     }).set_index("rank"))
 
@@ -89,14 +100,16 @@ with asset_tab:
         cols[3].metric("Market-cap rank", "n/a" if pd.isna(last.market_cap_rank)
                        else f"#{int(last.market_cap_rank)}")
         st.altair_chart(_line(one, ["close_usd", "ma_7d_usd", "ma_30d_usd"],
-                              "Close and 7/30-day moving averages", "USD"),
+                              "Close and 7/30-day moving averages", "USD",
+                              names=SERIES),
                         width="stretch")
         left, right = st.columns(2)
         left.altair_chart(_line(one, ["volatility_7d", "volatility_30d"],
-                                "Volatility (std. dev. of daily returns)", "volatility"),
+                                "Volatility (std. dev. of daily returns)", "volatility",
+                                names=SERIES),
                           width="stretch")
         right.altair_chart(_line(one, ["market_cap_rank"], "Market-cap rank", "rank",
-                                 reverse=True), width="stretch")
+                                 reverse=True, names=SERIES), width="stretch")
 
 with movers_tab:
     movers = data.top_movers(gold, day)
@@ -109,10 +122,11 @@ with movers_tab:
             "daily return": movers["daily_return"].map(data.pct),
             "market-cap rank": movers["market_cap_rank"],
         }).set_index("symbol"))
-    ranks = data.rank_history(gold, day)
+    ranks = data.rank_history(gold, day).dropna()
     st.altair_chart(
         alt.Chart(ranks, title="Market-cap rank of today's top 10").mark_line(point=True)
-        .encode(x=alt.X("trade_date:T", title=None),
+        .encode(x=alt.X("yearmonthdate(trade_date):T", title=None,
+                        axis=alt.Axis(format="%b %d", tickCount="day")),
                 y=alt.Y("market_cap_rank:Q", title="rank", scale=alt.Scale(reverse=True)),
                 color="symbol:N", tooltip=["trade_date:T", "symbol:N", "market_cap_rank:Q"]),
         width="stretch")

@@ -134,9 +134,9 @@ class Market:
 
     day: dt.date
     assets: int
-    market_cap_usd: float
+    market_cap_usd: float | None  # None: no snapshot (market caps) for the day
     market_cap_change: float | None  # relative, against the previous day's total
-    volume_usd_24h: float
+    volume_usd_24h: float | None
     median_return: float | None
     leader: str  # the symbol ranked first by market cap
 
@@ -161,8 +161,7 @@ def market(gold: Gold, day: dt.date) -> Market:
     if row is None:
         raise LabError(f"Gold has no facts for {day}.", "pick a day gold has (see trade_days).")
     assets, cap, change, volume, median_return, leader = row
-    return Market(day, int(assets), float(cap or 0), change, float(volume or 0), median_return,
-                  leader or "")
+    return Market(day, int(assets), cap, change, volume, median_return, leader or "")
 
 
 def market_history(gold: Gold, day: dt.date, days: int = MARKET_DAYS) -> pd.DataFrame:
@@ -337,7 +336,7 @@ def freshness(gold: Gold, today: dt.date | None = None) -> Freshness:
 
 def usd(value: float | None) -> str:
     """Money the way a market page shows it: $1.23T, $456.7B, $12.3M, $1,234.56."""
-    if value is None or value != value:  # None or NaN: no value (a window not yet full)
+    if _missing(value):  # e.g. a 7-day average before the window is full
         return "n/a"
     for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
         if abs(value) >= size:
@@ -347,4 +346,19 @@ def usd(value: float | None) -> str:
 
 def pct(value: float | None) -> str:
     """A relative change as a signed percentage: +1.23%."""
-    return "n/a" if value is None or value != value else f"{value:+.2%}"
+    return "n/a" if _missing(value) else f"{value:+.2%}"
+
+
+def signed(value: float | None) -> str:
+    """A change in places, signed: +2, -1, 0 (empty without a value)."""
+    if _missing(value):
+        return ""
+    return f"{int(value):+d}" if int(value) else "0"
+
+
+def _missing(value: object) -> bool:
+    """None, NaN or pandas' NA (which has no truth value)."""
+    try:
+        return value is None or bool(value != value)
+    except TypeError:
+        return True

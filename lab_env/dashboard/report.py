@@ -73,7 +73,7 @@ def render(fig: Figures, title: str = "Lakehouse Lab: gold report") -> str:
     env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
                              keep_trailing_newline=True)
     env.filters.update(usd=data.usd, pct=data.pct,
-                       rank=_rank_change)
+                       rank=data.signed)
     template = env.from_string(TEMPLATE.read_text(encoding="utf-8"))
     return template.render(
         title=title, fig=fig, svg=lambda name: _markup(fig.charts[name]),
@@ -97,12 +97,6 @@ def build_report(output: Path | None = None, settings: Settings | None = None,
     partial.write_text(render(fig), encoding="utf-8")
     partial.replace(output)  # a reader never sees half a page
     return output
-
-
-def _rank_change(value: Any) -> str:
-    if value is None or value != value:
-        return ""
-    return f"{int(value):+d}" if int(value) else "0"
 
 
 # ----- charts: matplotlib, as SVG with real text -----
