@@ -94,7 +94,7 @@ def test_top_movers_fails_on_returns_as_percentages(rankings: str) -> None:
 
 
 def test_top_movers_fails_on_an_asset_without_a_return(rankings: str) -> None:
-    result = dashboard.top_movers(frame(by_return(True)[:3] + ["xrp"] + by_return(False)[:2]),
+    result = dashboard.top_movers(frame([*by_return(True)[:3], "xrp", *by_return(False)[:2]]),
                                   DAY, namespace=rankings)
     assert not result.passed and "IS NOT NULL" in result.message
 

@@ -87,7 +87,8 @@ with market_tab:
 with asset_tab:
     listing = data.assets(gold)
     labels = {row.asset_id: f"{row.symbol} · {row.name}" for row in listing.itertuples()}
-    asset_id = st.selectbox("Asset", list(labels), format_func=labels.get, key="asset")
+    asset_id = str(st.selectbox("Asset", list(labels), format_func=lambda a: labels[a],
+                                key="asset"))
     one = data.asset_history(gold, asset_id, day)
     if one.empty:
         st.info(f"{labels[asset_id]} has no rows up to {day}.")
@@ -134,10 +135,10 @@ with movers_tab:
 with fresh_tab:
     fresh = data.freshness(gold)
     run = data.last_run(settings)
-    cols = st.columns(3)
-    cols[0].metric("Latest trade day", str(fresh.latest_day))
-    cols[1].metric("Days in gold", f"{fresh.days}")
-    cols[2].metric("Last quality verdict", run.verdict if run else "NOT RUN")
+    left, middle, right = st.columns(3)
+    left.metric("Latest trade day", str(fresh.latest_day))
+    middle.metric("Days in gold", f"{fresh.days}")
+    right.metric("Last quality verdict", run.verdict if run else "NOT RUN")
     if run is None:
         st.info("No run yet under this LAB_HOME: `lab run` writes runs/<dates>/<run_id>/.")
     else:

@@ -336,7 +336,7 @@ def freshness(gold: Gold, today: dt.date | None = None) -> Freshness:
 
 def usd(value: float | None) -> str:
     """Money the way a market page shows it: $1.23T, $456.7B, $12.3M, $1,234.56."""
-    if _missing(value):  # e.g. a 7-day average before the window is full
+    if value is None or _missing(value):  # e.g. a 7-day average before the window is full
         return "n/a"
     for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
         if abs(value) >= size:
@@ -346,12 +346,12 @@ def usd(value: float | None) -> str:
 
 def pct(value: float | None) -> str:
     """A relative change as a signed percentage: +1.23%."""
-    return "n/a" if _missing(value) else f"{value:+.2%}"
+    return "n/a" if value is None or _missing(value) else f"{value:+.2%}"
 
 
 def signed(value: float | None) -> str:
     """A change in places, signed: +2, -1, 0 (empty without a value)."""
-    if _missing(value):
+    if value is None or _missing(value):
         return ""
     return f"{int(value):+d}" if int(value) else "0"
 

@@ -117,7 +117,6 @@ def export_gold(
 ) -> ExportResult:
     """Export gold's ``main`` for ``start``..``end`` (default: every day gold has) to ``target``."""
     import pyarrow.compute as pc
-    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThanOrEqual
 
     from lab_env.dashboard.data import load_tables
 

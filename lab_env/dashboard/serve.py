@@ -52,5 +52,5 @@ def serve(port: int = DEFAULT_PORT, settings: Settings | None = None,
     data.load_tables(settings)  # no gold yet: one line with the fix, not an empty page
     print(f"Dashboard on http://{address}:{port}/ (gold of {settings.lab_home}; Ctrl-C stops)",
           flush=True)
-    streamlit_cli.main.main(["run", str(APP), *streamlit_flags(port, address)], prog_name="streamlit",
-                            standalone_mode=False)
+    streamlit_cli.main.main(["run", str(APP), *streamlit_flags(port, address)],
+                            prog_name="streamlit", standalone_mode=False)
