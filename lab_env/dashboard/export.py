@@ -150,6 +150,7 @@ def export_gold(
             parts = [(None, rows)]
         entries = list(kept)
         result.rows[name] = 0
+        previous = {f["key"]: f for f in old.get("tables", {}).get(name, {}).get("files", [])}
         for day, part in parts:
             part = part.sort_by([(k, "ascending") for k in KEYS[name]])
             body = parquet_bytes(part)
@@ -159,7 +160,6 @@ def export_gold(
             entry = {"key": key, "rows": part.num_rows, "sha256": digest, "bytes": len(body)}
             if day:
                 entry = {"trade_date": day, **entry}
-            previous = {f["key"]: f for f in old.get("tables", {}).get(name, {}).get("files", [])}
             if previous.get(key, {}).get("sha256") == digest and _exists(client, where, key):
                 result.unchanged += 1
             else:
