@@ -26,6 +26,10 @@ timetable: its run for a day starts at that day's midnight, with the day not yet
 - `dbt` then builds the dbt marts in DuckDB from the run's silver (docs/dbt.md): only the
   affected days of the incremental model, then every dbt test; a failing test fails the task
   without retrying.
+- After the publish, `report` writes the run's static gold report (`report.html`, one
+  self-contained page) into the run folder, and `export` copies gold's days as Parquet with a
+  manifest to `LAB_EXPORT_TARGET` (S3; credentials from the standard AWS chain). Without that
+  setting the export is skipped.
 - Params (trigger with config): `start_date`/`end_date` to run a range in one go,
   `full_refresh` to rebuild silver and gold, `assets` to fetch some assets' history only,
   `evolve_schema` to let silver add fields the source newly sends.
@@ -215,7 +219,36 @@ def lakehouse_daily() -> None:
         """Build the dbt marts (DuckDB) over the run's affected days; fail when a dbt test fails."""
         return _run_layer("dbt", context)
 
-    bronze() >> bronze_landed() >> silver() >> gold() >> quality() >> dbt()
+    @task
+    def report(**context: Any) -> str:
+        """Publish the run's gold report (report.html) into the run folder."""
+        from lab_env.config import get_settings
+        from lab_env.dashboard.report import REPORT, build_report
+        from lab_env.runner import run_folder
+
+        settings = get_settings()
+        start, end = _window(context)
+        folder = run_folder(settings, start, end, context["run_id"])
+        return str(build_report(folder / REPORT, settings))
+
+    @task
+    def export(**context: Any) -> dict[str, Any]:
+        """Export the run's gold days to LAB_EXPORT_TARGET (skipped when it is not set)."""
+        from airflow.sdk.exceptions import AirflowSkipException
+
+        from lab_env.config import get_settings
+        from lab_env.dashboard.export import export_gold
+
+        settings = get_settings()
+        if not settings.export_target:
+            raise AirflowSkipException("LAB_EXPORT_TARGET is not set: nothing to export to.")
+        start, end = _window(context)
+        result = export_gold(settings.export_target, start, end, settings=settings)
+        return {"manifest": result.manifest, "days": result.days, "rows": result.rows,
+                "written": result.written, "deleted": result.deleted}
+
+    published = bronze() >> bronze_landed() >> silver() >> gold() >> quality()
+    published >> [dbt(), report(), export()]
 
 
 lakehouse_daily()

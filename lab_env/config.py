@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     # before it gives up with a line naming the holder
     lock_wait_s: float = Field(default=5.0, ge=0)
 
+    # M10: where `lab export` and the DAG's export task put gold (s3://bucket/prefix; unset: the
+    # DAG skips the export), and the S3 endpoint (unset: boto3's own, AWS_ENDPOINT_URL or AWS).
+    # Credentials come from the standard AWS chain only, never from LAB_* settings.
+    export_target: str | None = None
+    export_endpoint: str | None = None
+
     @field_validator("profile", mode="before")
     @classmethod
     def _known_profile(cls, value: object) -> object:

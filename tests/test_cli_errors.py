@@ -111,6 +111,16 @@ CASES = [
     Case("bronze", ("retire", "--run", "r1", "--start", "2025-03-30", "--reason", "x"),
          home="unwritable", says="cannot be written"),
     Case("docs", ("--serve", "--port", "BUSY"), home="report", says="already in use"),
+    Case("dashboard", ("--port", "BUSY"), says="already in use"),
+    Case("dashboard", ("--port", "0"), says="lab run"),
+    Case("dashboard", ("--port", "0"), home="corrupt", says="not a database"),
+    Case("report", (), says="gold.dim_asset does not exist"),
+    Case("report", ("--day", "31.03.2025"), expect="usage", says="not a date"),
+    Case("export", ("--to", "bucket/prefix"), says="s3://bucket/prefix"),
+    Case("export", (), says="LAB_EXPORT_TARGET"),
+    Case("export", ("--to", "s3://bucket-x/p", "--start", "2025-03-02", "--end", "2025-03-01"),
+         says="swap --start and --end"),
+    Case("export", ("--to", "s3://bucket-x/p"), says="gold.dim_asset does not exist"),
 ]
 
 

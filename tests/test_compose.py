@@ -24,7 +24,7 @@ COMPOSE_FILE = REPO / "docker-compose.yml"
 ENV_EXAMPLE = REPO / ".env.example"
 SPARK_DEFAULTS = REPO / "docker" / "spark-defaults.conf"
 DOCKERFILE = REPO / "docker" / "Dockerfile"
-LAB_SERVICES = ("spark-master", "spark-worker", "jupyter", "airflow")
+LAB_SERVICES = ("spark-master", "spark-worker", "jupyter", "airflow", "dashboard")
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, and $$ (a literal $), as Compose interpolates them.
 _VARIABLE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?-)([^}]*))?\}")
@@ -323,3 +323,23 @@ def test_one_iceberg_and_hadoop_version_across_image_catalog_and_lab_env(
     assert spark_jars is not None
     (hadoop,) = spark_jars.glob("hadoop-client-api-*.jar")
     assert jars.pin("hadoop-aws").version == hadoop.stem.removeprefix("hadoop-client-api-")
+
+
+def test_dashboard_serves_lab_dashboard_on_localhost_with_a_healthcheck(
+    compose: dict[str, Any],
+) -> None:
+    service = compose["services"]["dashboard"]
+    command = service["command"]
+    assert command[:2] == ["lab", "dashboard"]
+    port = command[command.index("--port") + 1]
+    # In the container every interface (the port mapping reaches it there); on the host 127.0.0.1.
+    assert command[command.index("--address") + 1] == "0.0.0.0"
+    (published,) = service["ports"]
+    host_ip, host_port, container_port = str(published).split(":")
+    assert (host_ip, container_port) == ("127.0.0.1", port) and host_port.isdigit()
+    check = " ".join(service["healthcheck"]["test"])
+    assert f"localhost:{port}/_stcore/health" in check
+    assert service["depends_on"]["rest"] == {"condition": "service_healthy"}
+    env = environment(service)
+    assert env["LAB_PROFILE"] == "compose" and env["LAB_REST_URI"] == "http://rest:8181"
+    assert service["restart"] == "unless-stopped"  # it waits for gold by retrying

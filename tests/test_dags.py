@@ -187,3 +187,27 @@ def test_a_missed_deadline_alerts_every_channel(
     assert webhook["deadline"] == "2025-04-01T03:00:00Z"
     assert chat["chat_id"] == "42" and "Lakehouse deadline missed" in chat["text"]
     assert [r.path for r in received.requests] == ["/alert", "/bot123:abc/sendMessage"]
+
+
+def test_report_and_export_follow_the_publish(dagbag) -> None:  # type: ignore[no-untyped-def]
+    dag = dagbag.dags["lakehouse_daily"]
+    assert {"report", "export"} <= dag.get_task("quality").downstream_task_ids
+    assert not dag.get_task("report").downstream_task_ids
+
+
+def test_export_is_skipped_without_a_target(
+    dagbag, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    import datetime as dt
+
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    from lab_env.config import get_settings
+
+    monkeypatch.delenv("LAB_EXPORT_TARGET", raising=False)
+    get_settings.cache_clear()
+    export = dagbag.dags["lakehouse_daily"].get_task("export").python_callable
+    with pytest.raises(AirflowSkipException, match="LAB_EXPORT_TARGET"):
+        export(params={}, run_id="manual__x",
+               logical_date=dt.datetime(2025, 3, 31, tzinfo=dt.UTC))
+    get_settings.cache_clear()
