@@ -258,10 +258,33 @@ CHECKS: tuple[Callable[[Settings], Check], ...] = (
 )
 
 
+def check_stack(settings: Settings) -> Check | None:
+    """The native stack (`lab stack up`) under LAB_HOME, if one was started there."""
+    from lab_env import stack
+
+    try:
+        running = stack.load(settings.lab_home)
+    except LabError as exc:
+        return Check("Native stack", False, exc.problem, exc.fix or "")
+    if running is None:
+        return None
+    statuses = stack.status(running)
+    sick = [s.name for s in statuses if not s.healthy]
+    where = stack.stack_dir(settings.lab_home)
+    if sick:
+        return Check(
+            "Native stack", False, f"{', '.join(sick)} not healthy under {where}.", stack.RESTART
+        )
+    pids = ", ".join(f"{s.name} pid {s.pid}" for s in statuses)
+    return Check("Native stack", True, f"{len(statuses)} services healthy under {where} ({pids})")
+
+
 def run_checks(settings: Settings | None = None) -> list[Check]:
     """Run every check against ``settings`` (default: the current settings)."""
     settings = settings or get_settings()
-    return [check(settings) for check in CHECKS]
+    checks = [check(settings) for check in CHECKS]
+    native_stack = check_stack(settings)  # only where `lab stack up` started one
+    return checks if native_stack is None else [*checks, native_stack]
 
 
 def report(checks: list[Check], profile: str) -> str:

@@ -100,6 +100,12 @@ CASES = [
     Case("maintain", ("--dry-run",), home="file", says="is a file"),
     Case("docs", ("--run", "nope"), says="No quality report"),
     Case("docs", ("--serve", "--port", "BUSY"), home="report", says="already in use"),
+    # None of these gets as far as starting a service: up checks everything it needs first.
+    Case("stack", (), expect="usage", says="ACTION"),
+    Case("stack", ("status",), says="No stack runs under"),
+    Case("stack", ("up",), env={"LAB_JARS_DIR": MISSING}, says="make jars"),
+    Case("stack", ("up",), env={"JAVA_HOME": MISSING}, says="Java 17"),
+    Case("stack", ("up",), home="file", says="is a file"),
 ]
 
 
