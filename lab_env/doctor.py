@@ -97,7 +97,8 @@ def check_catalog(settings: Settings) -> Check:
             "Iceberg catalog",
             False,
             f"the REST catalog at {where} does not answer.",
-            "start the stack: docker compose up -d (or set LAB_REST_URI).",
+            "start the stack: docker compose up -d, or `lab stack up` without Docker (or set "
+            "LAB_REST_URI).",
         )
     try:
         namespaces = [ns[0] for ns in get_catalog(settings).list_namespaces()]
@@ -218,7 +219,8 @@ def check_storage(settings: Settings) -> Check:
             "Raw storage",
             False,
             f"MinIO at {settings.s3_endpoint} does not answer.",
-            "start the stack: docker compose up -d (or set LAB_S3_ENDPOINT).",
+            "start the stack: docker compose up -d, or `lab stack up` without Docker (or set "
+            "LAB_S3_ENDPOINT).",
         )
     store = make_store(settings)
     try:

@@ -52,6 +52,8 @@ DAEMON_MEMORY = "512m"  # the master's and the worker's own JVMs
 REST_MEMORY = "384m"
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
+# A Spark daemon whose port is taken tries the next ones; the recorded port would then be wrong.
+ONE_PORT = "-Dspark.port.maxRetries=0"
 RESTART = "run `lab stack down`, then `lab stack up` (it picks new free ports)."
 
 
@@ -253,9 +255,22 @@ def _log_gist(log: Path) -> str:
         return "no log"
     for line in reversed(lines):
         lowered = line.lower()
-        if any(word in lowered for word in ("error", "exception", "bind", "in use", "fatal")):
+        if any(word in lowered for word in ("error", "exception", "bind", "in use", "failed")):
             return line[:200]
     return next((line[:200] for line in reversed(lines) if line), "an empty log")
+
+
+def _port_taken(message: str) -> bool:
+    lowered = message.lower()
+    return any(words in lowered for words in ("in use", "not available", "could not bind"))
+
+
+def _busy_port(name: str, gist: str) -> LabError:
+    return LabError(
+        f"{name} could not listen on 127.0.0.1: a port it was given was taken in the meantime "
+        f"({gist}).",
+        "run `lab stack up` again: it picks new free ports.",
+    )
 
 
 def _wait(service: Service, process: subprocess.Popen[bytes], ready: Callable[[], bool]) -> None:
@@ -263,12 +278,8 @@ def _wait(service: Service, process: subprocess.Popen[bytes], ready: Callable[[]
     while time.monotonic() < deadline:
         if process.poll() is not None:
             gist = _log_gist(Path(service.log))
-            if "in use" in gist.lower():
-                raise LabError(
-                    f"{service.name} could not listen on 127.0.0.1: a port it was given was taken "
-                    f"in the meantime ({gist}).",
-                    "run `lab stack up` again: it picks new free ports.",
-                )
+            if _port_taken(gist):
+                raise _busy_port(service.name, gist)
             raise LabError(
                 f"{service.name} stopped while starting (exit {process.returncode}): {gist}.",
                 f"read {service.log}; then run `lab stack up` again.",
@@ -464,6 +475,8 @@ def start_rest(settings: Settings, folder: Path, s3_endpoint: str, java: str) ->
     except Exception as exc:  # py4j errors carry a Java stack trace
         stop_service(service)
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        if _port_taken(str(exc)):
+            raise _busy_port("rest", first) from exc
         raise LabError(f"The REST catalog did not start: {first}.", f"read {log}.") from exc
     _wait(service, process, lambda: _get(service.health)[0] == 200)
     return service
@@ -489,7 +502,7 @@ def start_spark_master(folder: Path) -> Service:
         "--host", HOST, "--port", str(port), "--webui-port", str(ui),
     ]
     # One core per application unless it asks for more, as on compose.
-    env = _spark_env() | {"SPARK_MASTER_OPTS": "-Dspark.deploy.defaultCores=1"}
+    env = _spark_env() | {"SPARK_MASTER_OPTS": f"-Dspark.deploy.defaultCores=1 {ONE_PORT}"}
     process, log = _spawn("spark-master", command, folder, env)
     service = Service(
         "spark-master", process.pid, _start_time(process.pid), {"spark": port, "ui": ui},
@@ -508,7 +521,13 @@ def start_spark_worker(folder: Path, master: Service) -> Service:
         master.url, "--host", HOST, "--port", str(port), "--webui-port", str(ui),
         "--cores", str(WORKER_CORES), "--memory", WORKER_MEMORY, "--work-dir", str(work),
     ]
-    process, log = _spawn("spark-worker", command, folder, _spark_env())
+    # Each application's folder holds a copy of its jars (~370 MB on the compose profile): the
+    # worker deletes those of finished applications after an hour.
+    cleanup = "-Dspark.worker.cleanup.enabled=true -Dspark.worker.cleanup.appDataTtl=3600"
+    opts = f"{cleanup} {ONE_PORT}"
+    process, log = _spawn(
+        "spark-worker", command, folder, _spark_env() | {"SPARK_WORKER_OPTS": opts}
+    )
     service = Service(
         "spark-worker", process.pid, _start_time(process.pid), {"spark": port, "ui": ui},
         f"http://{HOST}:{ui}", f"http://{HOST}:{ui}/json/", str(log),

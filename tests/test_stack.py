@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +22,13 @@ from pipeline_runs import assert_same_tables, lab, tables
 
 from lab_env import stack as native
 from lab_env.config import load_settings, stack_env_file
+from lab_env.errors import LabError
 
 pytestmark = [pytest.mark.compose, pytest.mark.spark]
 
 REPO = Path(__file__).resolve().parents[1]
 DAYS = ("2025-03-30", "2025-03-31")
+MAINTAINED = ("silver.asset_prices", "gold.fct_asset_daily")
 
 
 def output(result: object) -> str:
@@ -52,6 +55,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[native.Stack]:
             assert stopped.returncode == 0, output(stopped)
             assert not left, f"`lab stack down` left process groups {left} running"
             assert not stack_env_file(home).exists()
+
+
+@pytest.fixture(autouse=True)
+def stack_profile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process too, settings come from the stack's LAB_HOME (the session pins local)."""
+    monkeypatch.delenv("LAB_PROFILE", raising=False)
 
 
 def _socket_inodes(pgids: set[int]) -> set[str]:
@@ -134,7 +143,9 @@ def test_s3_enforces_the_credentials_and_has_the_bucket(stack: native.Stack) -> 
         assert failed.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
 
 
-def test_lab_reads_the_stack_settings(stack: native.Stack) -> None:
+def test_lab_reads_the_stack_settings(
+    stack: native.Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
     settings = load_settings(home=stack.home)
     services = {s.name: s for s in stack.services}
     assert settings.profile == "compose"
@@ -143,11 +154,8 @@ def test_lab_reads_the_stack_settings(stack: native.Stack) -> None:
     assert settings.spark_master == services["spark-master"].url
     assert stack_env_file(stack.home).stat().st_mode & 0o077 == 0, "stack.env holds a secret"
     # The environment still wins over the file.
-    os.environ["LAB_PROFILE"] = "local"
-    try:
-        assert load_settings(home=stack.home).profile == "local"
-    finally:
-        del os.environ["LAB_PROFILE"]
+    monkeypatch.setenv("LAB_PROFILE", "local")
+    assert load_settings(home=stack.home).profile == "local"
 
 
 def test_the_rest_catalog_runs_the_compose_fixture_configuration(stack: native.Stack) -> None:
@@ -199,7 +207,45 @@ def test_the_pipeline_on_the_compose_profile_builds_the_local_rows(
     listed = s3.list_objects_v2(Bucket=settings.bucket, Prefix="warehouse/silver")
     assert any(o["Key"].endswith(".parquet") for o in listed.get("Contents", []))
 
-    # Maintenance on s3:// (compaction, expiry, orphan files through S3A) keeps every row.
-    maintained = lab(stack.home, "maintain", "--older-than", "0s", "--retain-last", "1")
+    # Maintenance on s3:// (compaction, expiry, orphan files listed through S3A) keeps every row.
+    # One table per layer: each table costs the same Spark actions, and the suite's time counts.
+    maintained = lab(stack.home, "maintain", *MAINTAINED, "--older-than", "0s")
     assert maintained.returncode == 0, output(maintained)
+    for name in MAINTAINED:
+        assert f"Maintenance of {name}" in maintained.stdout, maintained.stdout[-2000:]
+    assert "remove_orphan_files:" in maintained.stdout
     assert_same_tables(local_home, stack.home)
+
+
+def test_a_port_taken_before_a_service_binds_it_is_one_line_with_a_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ports are free when `up` picks them; one taken before the service binds it is reported."""
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        taken = busy.getsockname()[1]
+        free = native._free_ports
+        monkeypatch.setattr(native, "_free_ports", lambda count: [taken, *free(count - 1)])
+        settings = load_settings(home=tmp_path / "lakehouse")
+        with pytest.raises(LabError) as failed:
+            native.start_s3(settings, tmp_path / "stack")
+    assert f"port {taken}" in failed.value.problem
+    assert failed.value.fix == "run `lab stack up` again: it picks new free ports."
+
+
+def test_settings_follow_the_stack_file_while_it_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home = tmp_path / "lakehouse"
+    assert load_settings(home=home).profile == "local"
+    env_file = stack_env_file(home)
+    env_file.parent.mkdir(parents=True)
+    env_file.write_text("LAB_PROFILE=compose\nLAB_REST_URI=http://127.0.0.1:1234\n")
+    assert (load_settings(home=home).profile, load_settings(home=home).rest_uri) == (
+        "compose", "http://127.0.0.1:1234",
+    )
+    monkeypatch.setenv("LAB_REST_URI", "http://127.0.0.1:9")
+    assert load_settings(home=home).rest_uri == "http://127.0.0.1:9"  # the environment wins
+    env_file.unlink()  # what `lab stack down` does first
+    assert load_settings(home=home).profile == "local"
