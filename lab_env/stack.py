@@ -146,50 +146,83 @@ def compose_settings(settings: Settings, **endpoints: str) -> Settings:
 # ----- processes -----
 
 
+def _proc_stat(pid: int) -> list[str] | None:
+    """/proc/<pid>/stat after the command name (state, ppid, pgrp, ...); None if no such pid."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+HAS_PROC = Path("/proc/self/stat").exists()  # Linux; elsewhere pids are trusted as they are
+
+
 def _start_time(pid: int) -> str:
     """When ``pid`` started (clock ticks since boot), or '' where /proc does not exist."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return "" if not Path("/proc/self/stat").exists() else "gone"
-    except OSError:
-        return "gone"
-    return stat.rsplit(")", 1)[1].split()[19]
+    fields = _proc_stat(pid) if HAS_PROC else None
+    return fields[19] if fields else ""
 
 
 def is_alive(service: Service) -> bool:
     """The recorded process still runs (and is the one recorded, not a recycled pid)."""
-    try:
-        os.kill(service.pid, 0)
-    except ProcessLookupError:
+    if not HAS_PROC:
+        try:
+            os.kill(service.pid, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    fields = _proc_stat(service.pid)
+    if fields is None or fields[0] == "Z":  # gone, or exited and not yet reaped
         return False
-    except PermissionError:
-        return False  # another user's process: not ours
-    started = _start_time(service.pid)
-    return not service.started or started == service.started
+    return not service.started or fields[19] == service.started
 
 
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
+def group_members(pgid: int) -> list[int]:
+    """The running (not exited) processes of process group ``pgid``."""
+    if not HAS_PROC:
+        try:
+            os.killpg(pgid, 0)
+        except (ProcessLookupError, PermissionError):
+            return []
+        return [pgid]
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _proc_stat(int(entry.name))
+            if fields and fields[2] == str(pgid) and fields[0] != "Z":
+                members.append(int(entry.name))
+    return members
+
+
+def _owned_group(service: Service) -> list[int]:
+    """The running members of the service's process group, while that group is still its own.
+
+    A process group id is not handed out again while the group has members, so with the
+    recorded process gone, the members left are processes it started (a worker's executors).
+    """
+    members = group_members(service.pid)
+    if not members:
+        return []
+    leader = _proc_stat(service.pid) if HAS_PROC else None
+    if is_alive(service) or leader is None or leader[0] == "Z":
+        return members
+    return []  # the pid leads another process's group now
 
 
 def stop_service(service: Service, timeout: float = STOP_TIMEOUT_S) -> None:
     """Stop one service by its pid, and every process it started (its process group)."""
-    if is_alive(service):
-        os.killpg(service.pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while _group_alive(service.pid) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(service.pid, os.WNOHANG)  # reap it if `up` in this process started it
-        time.sleep(0.2)
-    if _group_alive(service.pid) and is_alive(service):
-        os.killpg(service.pid, signal.SIGKILL)
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if _owned_group(service):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(service.pid, sig)
+        while _owned_group(service) and time.monotonic() < deadline:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(service.pid, os.WNOHANG)  # reap it if this process started it
+            time.sleep(0.2)
+        deadline = time.monotonic() + 5  # after SIGKILL: the kernel's own time to end them
     with contextlib.suppress(ChildProcessError):
-        os.waitpid(service.pid, 0)
+        os.waitpid(service.pid, os.WNOHANG)
 
 
 def _spawn(
@@ -699,8 +732,8 @@ def status(stack: Stack) -> list[ServiceStatus]:
 
 
 def processes_left(stack: Stack) -> list[int]:
-    """Pids of the stack's process groups that still have a process (none after ``down``)."""
-    return [s.pid for s in stack.services if _group_alive(s.pid)]
+    """Pids of the stack's processes, and of those they started, still running after ``down``."""
+    return [pid for s in stack.services for pid in group_members(s.pid)]
 
 
 # ----- the command line -----
