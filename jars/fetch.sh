@@ -3,7 +3,8 @@
 # each against its SHA-256. A jar already there and intact is not fetched again, so a second run
 # only re-checks the sums.
 #
-#   jars/fetch.sh [DEST [PROFILE]]    DEST: default jars/lib; PROFILE: all (default), local or compose
+#   jars/fetch.sh [DEST [PROFILE]]    DEST: default jars/lib; PROFILE: all (default), local, compose
+#                                     or stack (the REST catalog of `lab stack`)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -13,8 +14,8 @@ profile="${2:-all}"
 # Pinned, so a fresh ~/.m2 resolves the same plugin as everyone else's.
 copy_goal="org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy"
 
-case "$profile" in all | local | compose) ;; *)
-  echo "jars: unknown profile '$profile' (all, local or compose)." >&2
+case "$profile" in all | local | compose | stack) ;; *)
+  echo "jars: unknown profile '$profile' (all, local, compose or stack)." >&2
   exit 2
   ;;
 esac

@@ -57,7 +57,8 @@ def get_catalog(settings: Settings | None = None) -> Catalog:
         raise LabError(
             f"The Iceberg catalog at {settings.rest_uri} could not be opened "
             f"({type(exc).__name__}: {exc}).",
-            "start the stack with `docker compose up -d`, then run `lab doctor`.",
+            "start the stack with `docker compose up -d` (without Docker: `lab stack up`), then "
+            "run `lab doctor`.",
         ) from exc
 
 

@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lab_env.bronze",
     "lab_env.dbt",
     "lab_env.dashboard.commands",
+    "lab_env.stack",
 )
 # Commands that write the lakehouse hold the LAB_HOME lock (lab_env.lock) from the start, so a
 # second one is refused before it prints or starts anything. (A dry run writes nothing.) A command

@@ -4,7 +4,9 @@ Two profiles share every name below:
 
 * ``local`` (default): everything the lab writes lives under ``LAB_HOME``
   (``./lakehouse``): raw files, the Iceberg warehouse, the SQLite catalog, run outputs.
-* ``compose``: the Docker Compose stack: MinIO (S3), the Iceberg REST catalog, a Spark master.
+* ``compose``: the Docker Compose stack: MinIO (S3), the Iceberg REST catalog, a Spark master;
+  or the same services run natively by ``lab stack up``, which writes their settings to
+  ``LAB_HOME/stack/stack.env``: read after ``.env`` while it exists (the environment still wins).
 """
 
 from __future__ import annotations
@@ -143,10 +145,20 @@ class Settings(BaseSettings):
         return self.lab_home / "runs"
 
 
+def stack_env_file(home: Path) -> Path:
+    """The settings ``lab stack up`` writes for the native stack under LAB_HOME ``home``."""
+    return home.expanduser().resolve() / "stack" / "stack.env"
+
+
 def load_settings(**overrides: object) -> Settings:
     """Build settings from the environment (and ``overrides``), or raise a one-line ConfigError."""
     try:
-        return Settings(**overrides)  # type: ignore[arg-type]
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+        stack_env = stack_env_file(settings.lab_home)
+        if stack_env.is_file():
+            env_files = (*Settings.model_config["env_file"], stack_env)  # type: ignore[misc]
+            settings = Settings(_env_file=env_files, **overrides)  # type: ignore[arg-type,call-arg]
+        return settings
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(part) for part in first["loc"]) or "settings"

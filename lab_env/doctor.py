@@ -97,7 +97,8 @@ def check_catalog(settings: Settings) -> Check:
             "Iceberg catalog",
             False,
             f"the REST catalog at {where} does not answer.",
-            "start the stack: docker compose up -d (or set LAB_REST_URI).",
+            "start the stack: docker compose up -d, or `lab stack up` without Docker (or set "
+            "LAB_REST_URI).",
         )
     try:
         namespaces = [ns[0] for ns in get_catalog(settings).list_namespaces()]
@@ -218,7 +219,8 @@ def check_storage(settings: Settings) -> Check:
             "Raw storage",
             False,
             f"MinIO at {settings.s3_endpoint} does not answer.",
-            "start the stack: docker compose up -d (or set LAB_S3_ENDPOINT).",
+            "start the stack: docker compose up -d, or `lab stack up` without Docker (or set "
+            "LAB_S3_ENDPOINT).",
         )
     store = make_store(settings)
     try:
@@ -258,10 +260,33 @@ CHECKS: tuple[Callable[[Settings], Check], ...] = (
 )
 
 
+def check_stack(settings: Settings) -> Check | None:
+    """The native stack (`lab stack up`) under LAB_HOME, if one was started there."""
+    from lab_env import stack
+
+    try:
+        running = stack.load(settings.lab_home)
+    except LabError as exc:
+        return Check("Native stack", False, exc.problem, exc.fix or "")
+    if running is None:
+        return None
+    statuses = stack.status(running)
+    sick = [s.name for s in statuses if not s.healthy]
+    where = stack.stack_dir(settings.lab_home)
+    if sick:
+        return Check(
+            "Native stack", False, f"{', '.join(sick)} not healthy under {where}.", stack.RESTART
+        )
+    pids = ", ".join(f"{s.name} pid {s.pid}" for s in statuses)
+    return Check("Native stack", True, f"{len(statuses)} services healthy under {where} ({pids})")
+
+
 def run_checks(settings: Settings | None = None) -> list[Check]:
     """Run every check against ``settings`` (default: the current settings)."""
     settings = settings or get_settings()
-    return [check(settings) for check in CHECKS]
+    checks = [check(settings) for check in CHECKS]
+    native_stack = check_stack(settings)  # only where `lab stack up` started one
+    return checks if native_stack is None else [*checks, native_stack]
 
 
 def report(checks: list[Check], profile: str) -> str:

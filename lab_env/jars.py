@@ -23,6 +23,10 @@ ICEBERG_VERSION = "1.9.2"
 ICEBERG_RUNTIME = f"iceberg-spark-runtime-{SPARK_SCALA}"
 ICEBERG_JAR_NAME = f"{ICEBERG_RUNTIME}-{ICEBERG_VERSION}.jar"
 SQLITE_JDBC = "sqlite-jdbc"
+# `lab stack` (lab_env.stack): the Iceberg REST catalog fixture, pinned under a profile of its own
+# so that no Spark session loads it.
+STACK = "stack"
+REST_FIXTURE = "iceberg-open-api"
 
 FROM_MAVEN = "Maven Central via `make jars`"
 ON_SPARK_CLASSPATH = "Spark's own jars folder"

@@ -7,6 +7,7 @@ import os
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 from lab_env import jars
 from lab_env.config import Settings, get_settings
@@ -82,6 +83,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             # reaches them through Hadoop, which has no file system for that scheme by default.
             "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
         }
+        if urlparse(settings.spark_master).hostname in ("127.0.0.1", "localhost"):
+            # A standalone master on this machine's loopback (`lab stack up`): its executors
+            # reach the driver there, and nothing listens beyond this machine.
+            conf |= {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
     if local_jars:
         conf["spark.jars"] = ",".join(local_jars)
     return conf

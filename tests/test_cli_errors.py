@@ -121,6 +121,12 @@ CASES = [
     Case("export", ("--to", "s3://bucket-x/p", "--start", "2025-03-02", "--end", "2025-03-01"),
          says="swap --start and --end"),
     Case("export", ("--to", "s3://bucket-x/p"), says="gold.dim_asset does not exist"),
+    # None of these gets as far as starting a service: up checks everything it needs first.
+    Case("stack", (), expect="usage", says="ACTION"),
+    Case("stack", ("status",), says="No stack runs under"),
+    Case("stack", ("up",), env={"LAB_JARS_DIR": MISSING}, says="make jars"),
+    Case("stack", ("up",), env={"JAVA_HOME": MISSING}, says="Java 17"),
+    Case("stack", ("up",), home="file", says="is a file"),
 ]
 
 

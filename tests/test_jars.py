@@ -49,12 +49,15 @@ def test_the_lock_pins_each_jar_once_with_a_sha256() -> None:
     assert len({p.artifact for p in pins}) == len(pins)
     for p in pins:
         assert re.fullmatch(r"[0-9a-f]{64}", p.sha256), p
-        assert p.profiles and p.profiles <= set(PROFILES), p
+        assert p.profiles and p.profiles <= {*PROFILES, jars.STACK}, p
     local = {p.artifact for p in pins if "local" in p.profiles}
     compose = {p.artifact for p in pins if "compose" in p.profiles}
     assert local == {jars.ICEBERG_RUNTIME, jars.SQLITE_JDBC}
     s3 = {"iceberg-aws-bundle", "hadoop-aws", "aws-java-sdk-bundle"}
     assert compose == {jars.ICEBERG_RUNTIME} | s3
+    # `lab stack`'s REST catalog: its own block, on no profile's Spark classpath.
+    assert {p.artifact for p in pins if jars.STACK in p.profiles} == {jars.REST_FIXTURE}
+    assert all(p.profiles == {jars.STACK} for p in pins if p.artifact == jars.REST_FIXTURE)
     assert jars.pin(jars.ICEBERG_RUNTIME).file_name == jars.ICEBERG_JAR_NAME
 
 
