@@ -46,15 +46,25 @@ def fetch(path: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_lock_pins_each_jar_once_with_a_sha256() -> None:
     pins = jars.pins()
-    assert len({p.artifact for p in pins}) == len(pins)
+    # The Kafka broker's jars are a set of their own, in a folder of their own (its
+    # kafka-clients is 4.x, Spark's 3.4.1): each set pins an artifact once.
+    broker = [p for p in pins if p.profiles == {jars.KAFKA_BROKER}]
+    spark = [p for p in pins if jars.KAFKA_BROKER not in p.profiles]
+    assert len(broker) + len(spark) == len(pins)
+    for group in (broker, spark):
+        assert len({p.artifact for p in group}) == len(group)
     for p in pins:
         assert re.fullmatch(r"[0-9a-f]{64}", p.sha256), p
-        assert p.profiles and p.profiles <= set(PROFILES), p
+        assert p.profiles and p.profiles <= {*PROFILES, jars.KAFKA_BROKER}, p
     local = {p.artifact for p in pins if "local" in p.profiles}
     compose = {p.artifact for p in pins if "compose" in p.profiles}
-    assert local == {jars.ICEBERG_RUNTIME, jars.SQLITE_JDBC}
+    kafka_source = {"spark-sql-kafka-0-10_2.12", "spark-token-provider-kafka-0-10_2.12",
+                    "kafka-clients", "commons-pool2"}
+    assert local == {jars.ICEBERG_RUNTIME, jars.SQLITE_JDBC} | kafka_source
     s3 = {"iceberg-aws-bundle", "hadoop-aws", "aws-java-sdk-bundle"}
-    assert compose == {jars.ICEBERG_RUNTIME} | s3
+    assert compose == {jars.ICEBERG_RUNTIME} | s3 | kafka_source
+    assert {"kafka_2.13", "kafka-server", "kafka-raft"} <= {p.artifact for p in broker}
+    assert jars.pin("kafka-clients").version == "3.4.1"  # what spark-sql-kafka 3.5.7 was built on
     assert jars.pin(jars.ICEBERG_RUNTIME).file_name == jars.ICEBERG_JAR_NAME
 
 
@@ -94,7 +104,8 @@ def test_jars_on_sparks_own_classpath_are_not_shipped_again(
 ) -> None:
     """The lab image puts the compose jars in pyspark/jars: spark.jars stays empty there."""
     for p in jars.pins():
-        (tmp_path / p.file_name).symlink_to(REPO_JARS_DIR / p.file_name)
+        if jars.KAFKA_BROKER not in p.profiles:
+            (tmp_path / p.file_name).symlink_to(REPO_JARS_DIR / p.file_name)
     monkeypatch.setattr(jars, "spark_jars_folder", lambda: tmp_path)
     settings = load_settings(profile="compose", jars_dir=tmp_path / "not-there")
     assert "spark.jars" not in spark_conf(settings)
