@@ -34,7 +34,7 @@ def _tick(event_id: str, asset: str, second: int, price: float, offset: int) -> 
         "event_id": event_id, "asset_id": asset,
         "event_time": (T0 + dt.timedelta(seconds=second)).isoformat(),
         "price_usd": price, "kafka_partition": 0, "kafka_offset": offset,
-        "kafka_timestamp": (ARRIVED + dt.timedelta(seconds=offset)).isoformat(),
+        "kafka_timestamp": (ARRIVED + dt.timedelta(seconds=5 * offset)).isoformat(),
         "payload": "{}",
     }
 
@@ -42,8 +42,9 @@ def _tick(event_id: str, asset: str, second: int, price: float, offset: int) -> 
 def window_batches() -> list[list[dict[str, Any]]]:
     """Three micro-batches of ticks for two assets, every 10 s of event time.
 
-    Batch 0: 00:00:00-00:02:50 and one re-sent tick. Batch 1: a tick from 00:00:05 (late: the
-    watermark stands at 00:02:20 by then) and 00:03:00-00:04:10. Batch 2: one tick at 00:05:00.
+    Batch 0: 00:00:00-00:02:50 and one re-sent tick. Batch 1: 00:03:00-00:04:10. Batch 2: a tick
+    from 00:00:05 and one at 00:05:00. Spark drops a row older than the watermark of the batch
+    before (00:02:20 by batch 2): the tick from 00:00:05 is late.
     """
     batches: list[list[dict[str, Any]]] = [[], [], []]
     offset = 0
@@ -54,12 +55,11 @@ def window_batches() -> list[list[dict[str, Any]]]:
             offset += 1
     batches[0].append(dict(batches[0][4], kafka_offset=offset))  # re-sent: same event id
     offset += 1
-    batches[1].append(_tick("bitcoin-late", "bitcoin", 5, 1.0, offset))
-    offset += 1
     for second in range(180, 260, 10):
         batches[1].append(_tick(f"bitcoin-{second}", "bitcoin", second, 100.0 + second, offset))
         offset += 1
-    batches[2].append(_tick("bitcoin-300", "bitcoin", 300, 400.0, offset))
+    batches[2].append(_tick("bitcoin-late", "bitcoin", 5, 1.0, offset))
+    batches[2].append(_tick("bitcoin-300", "bitcoin", 300, 400.0, offset + 1))
     return batches
 
 

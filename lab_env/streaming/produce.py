@@ -79,7 +79,7 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITION
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
     try:
         if topic in admin.list_topics(timeout=10).topics:
             return False
@@ -100,7 +100,7 @@ def reset_topic(bootstrap: str, topic: str, partitions: int = DEFAULT_PARTITIONS
     """Delete ``topic`` (and every record in it) if it exists, then create it empty."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 3})
     if topic in admin.list_topics(timeout=10).topics:
         admin.delete_topics([topic])[topic].result(timeout=15)
         deadline = time.monotonic() + 30
