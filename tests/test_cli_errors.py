@@ -100,6 +100,15 @@ CASES = [
     Case("maintain", ("--dry-run",), home="file", says="is a file"),
     Case("docs", ("--run", "nope"), says="No quality report"),
     Case("docs", ("--serve", "--port", "BUSY"), home="report", says="already in use"),
+    Case("kafka", ("start", "--port", "BUSY"), says="already in use"),
+    Case("kafka", ("start", "--port", "70000"), says="not a TCP port"),
+    Case("kafka", ("start",), home="file", says="is a file"),
+    Case("kafka", ("launch",), expect="usage", says="invalid choice"),
+    Case("stream", ("produce",), says="lab kafka start"),
+    Case("stream", ("produce", "--count", "-1"), expect="usage", says="must be >= 0"),
+    Case("stream", ("produce", "--start", "yesterday"), says="not an ISO-8601 time"),
+    Case("stream", ("produce", "--count", "2", "--duplicates", "5"), says="--duplicates"),
+    Case("stream", ("run",), says="lab kafka start"),
 ]
 
 

@@ -195,6 +195,9 @@ def start(
     previous = _read_state(settings)
     if port == 0 and previous is not None and not _port_open(previous.port):
         port = previous.port  # the same address as last time, if it is still free
+    if port:
+        with socket.socket() as probe:  # a taken port fails here, not in the broker's log
+            probe.bind(("127.0.0.1", port))
     port = port or _free_port()
     controller_port = _free_port()
     props = home / "server.properties"

@@ -199,6 +199,7 @@ def run(
     from lab_env.spark import get_spark
 
     settings = settings or get_settings()
+    bootstrap_servers(settings)  # no broker: say so before Spark starts
     spark = get_spark(settings)
     began = time.monotonic()
     queries = start_queries(spark, settings, available_now=not live, trigger_s=trigger_s,
