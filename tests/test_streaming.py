@@ -267,11 +267,6 @@ def _sink(kind: str):  # type: ignore[no-untyped-def]
             source.createOrReplaceTempView("incoming")
             spark.sql(f"MERGE INTO lake.{SINK} t USING incoming s ON t.event_id = s.event_id "
                       "WHEN NOT MATCHED THEN INSERT *")
-        elif kind == "skip_batch_only":
-            done = spark.conf.get("spark.lab.test.done", "")
-            if str(batch_id) not in done.split(","):
-                batch.dropDuplicates(["event_id"]).writeTo(f"lake.{SINK}").append()
-                spark.conf.set("spark.lab.test.done", f"{done},{batch_id}")
 
     return write_batch
 
@@ -283,7 +278,6 @@ def _sink(kind: str):  # type: ignore[no-untyped-def]
         ("append", "appended again"),
         ("overwrite", "overwrite replaces"),
         ("merge_no_dedupe", "re-sent"),
-        ("skip_batch_only", "re-sent"),
     ],
 )
 def test_idempotent_sink_check_names_the_mistake(spark, kind: str, hint: str) -> None:  # type: ignore[no-untyped-def]
@@ -291,7 +285,6 @@ def test_idempotent_sink_check_names_the_mistake(spark, kind: str, hint: str) ->
 
     spark.sql(f"CREATE TABLE IF NOT EXISTS lake.{SINK} (event_id STRING, asset_id STRING, "
               "event_time TIMESTAMP, price_usd DOUBLE) USING iceberg")
-    spark.conf.unset("spark.lab.test.done")
     result = idempotent_sink(_sink(kind), SINK, spark=spark)
     assert not result.passed and hint in result.message, result.message
 
@@ -310,9 +303,8 @@ def _windows(kind: str):  # type: ignore[no-untyped-def]
 
     def build(ticks):  # type: ignore[no-untyped-def]
         time_column = "kafka_timestamp" if kind == "processing_time" else "event_time"
-        delay = "10 minutes" if kind == "long_watermark" else "30 seconds"
         if kind != "no_watermark":
-            ticks = ticks.withWatermark(time_column, delay)
+            ticks = ticks.withWatermark(time_column, "30 seconds")
         if kind not in ("no_dedupe", "no_watermark"):
             ticks = ticks.dropDuplicatesWithinWatermark(["event_id"])
         return (
@@ -332,7 +324,6 @@ def _windows(kind: str):  # type: ignore[no-untyped-def]
         ("no_watermark", "without a watermark"),
         ("processing_time", "processing time"),
         ("no_dedupe", "counted twice"),
-        ("long_watermark", "no window was emitted"),
     ],
 )
 def test_event_time_windows_check_names_the_mistake(spark, kind: str, hint: str) -> None:  # type: ignore[no-untyped-def]
