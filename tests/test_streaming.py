@@ -214,15 +214,13 @@ def _lag_variant(kind: str):  # type: ignore[no-untyped-def]
             parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
             out = {}
             for tp in consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10):
-                low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                _low, high = consumer.get_watermark_offsets(tp, timeout=10)
                 if kind == "committed" and tp.offset >= 0:
                     out[tp.partition] = tp.offset
                 elif kind == "end":
                     out[tp.partition] = high
-                elif kind == "skip_uncommitted" and tp.offset >= 0:
-                    out[tp.partition] = high - tp.offset
-                elif kind == "raw_invalid":
-                    out[tp.partition] = high - tp.offset
+                elif (kind == "skip_uncommitted" and tp.offset >= 0) or kind == "raw_invalid":
+                    out[tp.partition] = high - tp.offset  # -1001 for a partition never read
             return out
         finally:
             consumer.close()

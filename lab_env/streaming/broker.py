@@ -123,7 +123,8 @@ def bootstrap_servers(settings: Settings | None = None) -> str:
     if state is None:
         raise LabError(
             f"No Kafka broker is running for LAB_HOME {settings.lab_home}.",
-            "start one with `lab kafka start` (or set LAB_KAFKA_BOOTSTRAP to a broker's host:port).",
+            "start one with `lab kafka start` "
+            "(or set LAB_KAFKA_BOOTSTRAP to a broker's host:port).",
         )
     return state.bootstrap
 
@@ -270,7 +271,8 @@ def _tail(path: Path, offset: int) -> str:
 
 
 def _last_error(log_file: Path) -> str:
-    lines = [line for line in _tail(log_file, 0).splitlines() if "ERROR" in line or "Exception" in line]
+    lines = [line for line in _tail(log_file, 0).splitlines()
+             if "ERROR" in line or "Exception" in line]
     return lines[-1].strip()[:300] if lines else "no error in its log"
 
 

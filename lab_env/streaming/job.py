@@ -292,7 +292,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     produce.add_argument("--start", metavar="ISO|now",
                          help="synthetic event clock from this moment (default: the wall clock)")
     produce.add_argument("--step-ms", type=int, default=100,
-                         help="event time between ticks on the synthetic clock (default: %(default)s)")
+                         help="event time between ticks on the synthetic clock "
+                              "(default: %(default)s)")
     produce.add_argument("--duplicates", type=_positive(int), default=0,
                          help="re-send N ticks (same event id)")
     produce.add_argument("--late", type=_positive(int), default=0,

@@ -186,9 +186,8 @@ def produce(
         if kind == "late":
             base = last or dt.datetime.now(dt.UTC)
             tick = {**tick, "event_time": _iso(base - dt.timedelta(seconds=late_by_s))}
-        elif tick["event_time"] is None:
-            if kind == "on_time":
-                tick["event_time"] = _iso(dt.datetime.now(dt.UTC))
+        elif tick["event_time"] is None and kind == "on_time":
+            tick["event_time"] = _iso(dt.datetime.now(dt.UTC))
         if kind == "on_time":
             moment = dt.datetime.fromisoformat(tick["event_time"].replace("Z", "+00:00"))
             first = first or moment
