@@ -149,7 +149,9 @@ def start_queries(
     cat = settings.catalog_name
     ticks = read_ticks(spark, settings, max_offsets_per_trigger=max_offsets_per_trigger)
     plans = {
-        "raw": (ticks, RAW_TABLE),
+        # One task and one data file per micro-batch instead of one per Kafka partition: a
+        # lab's stream is small, and every file is a small file for `lab maintain` to compact.
+        "raw": (ticks.coalesce(1), RAW_TABLE),
         "windows": (windows(ticks, watermark, window), WINDOW_TABLE),
     }
     queries = {}
