@@ -3,8 +3,11 @@
 # each against its SHA-256. A jar already there and intact is not fetched again, so a second run
 # only re-checks the sums.
 #
-#   jars/fetch.sh [DEST [PROFILE]]    DEST: default jars/lib; PROFILE: all (default), local, compose
-#                                     or stack (the REST catalog of `lab stack`)
+#   jars/fetch.sh [DEST [PROFILE]]    DEST: default jars/lib; PROFILE: all (default), local,
+#                                     compose, stack (the REST catalog of `lab stack`) or
+#                                     kafka-broker
+# The kafka-broker jars (the broker `lab kafka start` runs) go into DEST/kafka-broker, apart from
+# the jars Spark loads.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -14,24 +17,27 @@ profile="${2:-all}"
 # Pinned, so a fresh ~/.m2 resolves the same plugin as everyone else's.
 copy_goal="org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy"
 
-case "$profile" in all | local | compose | stack) ;; *)
-  echo "jars: unknown profile '$profile' (all, local, compose or stack)." >&2
+case "$profile" in all | local | compose | stack | kafka-broker) ;; *)
+  echo "jars: unknown profile '$profile' (all, local, compose, stack or kafka-broker)." >&2
   exit 2
   ;;
 esac
 mkdir -p "$dest"
 dest="$(cd "$dest" && pwd)"
 
-wanted=()  # "sha256  file" lines, for sha256sum -c
-todo=()    # coordinates still to fetch
+wanted=()  # "sha256  file" lines, for sha256sum -c (file relative to DEST)
+todo=()    # "folder coordinate" of the jars still to fetch
 while read -r profiles coordinate sha256 _; do
   case "$profiles" in '' | '#'*) continue ;; esac
   [[ $profile == all || ",$profiles," == *",$profile,"* ]] || continue
   IFS=: read -r _group artifact version <<<"$coordinate"
-  jar="$artifact-$version.jar"
+  folder="$dest"
+  [[ ",$profiles," == *",kafka-broker,"* ]] && folder="$dest/kafka-broker"
+  jar="${folder#"$dest"}/$artifact-$version.jar"
+  jar="${jar#/}"
   wanted+=("$sha256  $jar")
   if ! { [[ -f "$dest/$jar" ]] && (cd "$dest" && echo "$sha256  $jar" | sha256sum -c --status); }; then
-    todo+=("$coordinate")
+    todo+=("$folder $coordinate")
   fi
 done <"$lock"
 
@@ -47,11 +53,13 @@ fi
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-for coordinate in "${todo[@]}"; do
+for entry in "${todo[@]}"; do
+  read -r folder coordinate <<<"$entry"
   echo "jars: fetching $coordinate from Maven Central"
+  mkdir -p "$folder"
   # --strict-checksums: Maven also checks the SHA-1 that Maven Central publishes beside each file.
   if ! mvn --batch-mode --quiet --strict-checksums "$copy_goal" \
-    -Dartifact="$coordinate" -DoutputDirectory="$dest" -Dmdep.overWriteReleases=true \
+    -Dartifact="$coordinate" -DoutputDirectory="$folder" -Dmdep.overWriteReleases=true \
     >"$log" 2>&1; then
     sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -m1 'ERROR' >&2 || true
     echo "jars: Maven could not fetch $coordinate; check the network (or a proxy in ~/.m2/settings.xml), then run make jars again." >&2

@@ -35,6 +35,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lab_env.dbt",
     "lab_env.dashboard.commands",
     "lab_env.stack",
+    "lab_env.streaming.broker",
+    "lab_env.streaming.job",
 )
 # Commands that write the lakehouse hold the LAB_HOME lock (lab_env.lock) from the start, so a
 # second one is refused before it prints or starts anything. (A dry run writes nothing.) A command

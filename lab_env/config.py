@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     coincap_backoff_s: float = 0.5  # first backoff ceiling; doubles per retry (full jitter)
     coincap_max_wait_s: float = 30.0  # cap on one wait, Retry-After included
 
+    # streaming (M9): a Kafka broker's bootstrap address; None means the one `lab kafka start`
+    # runs under LAB_HOME. The tick topic the producer writes and the streaming job reads.
+    kafka_bootstrap: str | None = None
+    kafka_topic: str = "ticks"
+
     # self-checks record results for `lab progress`; production runs turn this off
     record_progress: bool = True
 

@@ -33,6 +33,9 @@ ON_SPARK_CLASSPATH = "Spark's own jars folder"
 FIX = "run `make jars` (it fetches the pinned jars from Maven Central)."
 # The settings that replace one jar of the folder with a file of your own.
 OVERRIDES = {ICEBERG_RUNTIME: "iceberg_jar", SQLITE_JDBC: "sqlite_jdbc_jar"}
+# The Kafka broker's own jars (`lab kafka start`): a profile of their own, in a folder of their own
+# inside the jars folder, so Spark's classpath never sees them (their kafka-clients is 4.x).
+KAFKA_BROKER = "kafka-broker"
 
 
 @dataclass(frozen=True)
@@ -94,8 +97,8 @@ def pins(lock: Path = LOCK_FILE) -> tuple[Pin, ...]:
 
 
 def pin(artifact: str) -> Pin:
-    """The pinned version of ``artifact`` (e.g. ``sqlite-jdbc``)."""
-    return {p.artifact: p for p in pins()}[artifact]
+    """The pinned version of ``artifact`` (e.g. ``sqlite-jdbc``) that Spark loads."""
+    return {p.artifact: p for p in pins() if KAFKA_BROKER not in p.profiles}[artifact]
 
 
 def spark_jars_folder() -> Path | None:
@@ -153,3 +156,17 @@ def spark_jars(settings: Settings) -> list[str]:
         if not choice.found:
             raise LabError(f"Spark needs a jar: {choice.problem}", choice.fix)
     return [str(c.path) for c in choices if not c.on_spark_classpath]
+
+
+def kafka_broker_classpath(settings: Settings) -> list[Path]:
+    """The Kafka broker's jars (``make jars`` puts them in ``<jars folder>/kafka-broker``)."""
+    folder = settings.jars_dir.expanduser().resolve() / KAFKA_BROKER
+    paths = [folder / p.file_name for p in pins() if KAFKA_BROKER in p.profiles]
+    missing = [path.name for path in paths if not path.is_file()]
+    if missing:
+        raise LabError(
+            f"The Kafka broker needs {len(missing)} jar(s) missing from {folder} "
+            f"(first: {missing[0]}).",
+            FIX,
+        )
+    return paths

@@ -127,6 +127,15 @@ CASES = [
     Case("stack", ("up",), env={"LAB_JARS_DIR": MISSING}, says="make jars"),
     Case("stack", ("up",), env={"JAVA_HOME": MISSING}, says="Java 17"),
     Case("stack", ("up",), home="file", says="is a file"),
+    Case("kafka", ("start", "--port", "BUSY"), says="already in use"),
+    Case("kafka", ("start", "--port", "70000"), says="not a TCP port"),
+    Case("kafka", ("start",), home="file", says="is a file"),
+    Case("kafka", ("launch",), expect="usage", says="invalid choice"),
+    Case("stream", ("produce",), says="lab kafka start"),
+    Case("stream", ("produce", "--count", "-1"), expect="usage", says="must be >= 0"),
+    Case("stream", ("produce", "--start", "yesterday"), says="not an ISO-8601 time"),
+    Case("stream", ("produce", "--count", "2", "--duplicates", "5"), says="--duplicates"),
+    Case("stream", ("run",), says="lab kafka start"),
 ]
 
 

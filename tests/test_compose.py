@@ -343,3 +343,34 @@ def test_dashboard_serves_lab_dashboard_on_localhost_with_a_healthcheck(
     env = environment(service)
     assert env["LAB_PROFILE"] == "compose" and env["LAB_REST_URI"] == "http://rest:8181"
     assert service["restart"] == "unless-stopped"  # it waits for gold by retrying
+
+
+def test_kafka_service_is_the_broker_lab_kafka_runs(compose: dict[str, Any]) -> None:
+    """One KRaft node of the same Kafka version as the host broker, healthy before it is used,
+    reachable by the lab's containers at the address they are given and on 127.0.0.1 outside."""
+    import base64
+
+    kafka = compose["services"]["kafka"]
+    (broker_pin,) = [p for p in jars.pins() if p.artifact == "kafka_2.13"]
+    assert kafka["image"] == f"apache/kafka:{broker_pin.version}"
+    env = environment(kafka)
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert len(base64.urlsafe_b64decode(env["CLUSTER_ID"] + "==")) == 16
+    for single in ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR",
+                   "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR"):
+        assert env[single] == "1", f"{single}: one broker cannot hold more replicas"
+    advertised = dict(
+        item.split("://", 1) for item in env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    )
+    listeners = dict(item.split("://", 1) for item in env["KAFKA_LISTENERS"].split(","))
+    for name in LAB_SERVICES:
+        assert environment(compose["services"][name])["LAB_KAFKA_BOOTSTRAP"] == (
+            advertised["INTERNAL"]
+        ), name
+    # Outside: localhost:<published port>, which Docker forwards to the EXTERNAL listener.
+    host, _, port = advertised["EXTERNAL"].rpartition(":")
+    inside = listeners["EXTERNAL"].rpartition(":")[2]
+    assert host == "localhost"
+    assert f"127.0.0.1:{port}:{inside}" in kafka["ports"]
+    check = " ".join(kafka["healthcheck"]["test"])
+    assert "kafka-broker-api-versions" in check and advertised["INTERNAL"] in check

@@ -150,7 +150,10 @@ def test_local_spark_conf_uses_the_sqlite_catalog(fresh_settings: Settings) -> N
     assert conf["spark.ui.enabled"] == "false"
     assert int(conf["spark.sql.shuffle.partitions"]) <= 8
     on_classpath = [Path(jar).name for jar in conf["spark.jars"].split(",")]
-    assert on_classpath == [jars.ICEBERG_JAR_NAME, jars.pin(jars.SQLITE_JDBC).file_name]
+    assert on_classpath[:2] == [jars.ICEBERG_JAR_NAME, jars.pin(jars.SQLITE_JDBC).file_name]
+    # Spark's Kafka source (M9), never the Kafka broker's own jars.
+    assert jars.pin("spark-sql-kafka-0-10_2.12").file_name in on_classpath
+    assert not {"kafka_2.13-4.1.1.jar", "kafka-clients-4.1.1.jar"} & set(on_classpath)
     # The driver's native libraries are inside its jar: no library path to set.
     assert "spark.driver.extraLibraryPath" not in conf
     assert "spark.jars.packages" not in conf
