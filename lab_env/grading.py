@@ -147,9 +147,10 @@ class CheckRun:
 def check_notebook(notebook: Path, *, clean_start: bool = True) -> CheckRun:
     """Execute a learner notebook under the current LAB_HOME and grade its exercises.
 
-    ``clean_start`` (local profile, a numbered milestone): first put the lakehouse back to the
-    start of the milestone (:mod:`lab_env.states`), so what an earlier wrong answer wrote cannot
-    fail a corrected one. The check holds the LAB_HOME lock while it resets and runs.
+    ``clean_start`` (local profile, a course notebook: one with a solution of the same name):
+    first put the lakehouse back to the start of the milestone (:mod:`lab_env.states`), so what
+    an earlier wrong answer wrote cannot fail a corrected one. The check holds the LAB_HOME lock
+    while it resets and runs.
     """
     import nbformat
     from nbclient.exceptions import DeadKernelError
@@ -166,7 +167,8 @@ def check_notebook(notebook: Path, *, clean_start: bool = True) -> CheckRun:
     number = milestone(notebook)
     started_from = ""
     with contextlib.ExitStack() as stack:
-        if clean_start and settings.is_local and number.isdigit():
+        course = number.isdigit() and (REPO / "solutions" / notebook.name).is_file()
+        if clean_start and settings.is_local and course:
             stack.enter_context(lakehouse_lock(settings, None, f"lab check {notebook.name}"))
             started_from = start_of_milestone(settings, int(number), REPO / "solutions")
         output.unlink(missing_ok=True)

@@ -163,8 +163,11 @@ def test_restore_fresh_clears_local_state_but_keeps_progress(
     fresh_settings.catalog_db.write_text("")
     (tmp_path / "solutions").mkdir()
     assert main(["restore", "1", "--fresh", "--root", str(tmp_path)]) == 0
-    # the one-writer lock (lab_env/lock.py) stays: it is held while restore runs
-    assert sorted(p.name for p in home.iterdir() if p.name != LOCK_FILE) == ["progress"]
+    # the one-writer lock (lab_env/lock.py) stays: it is held while restore runs; and the start
+    # of milestone 01 (nothing, here) is kept for the next restore or check
+    assert sorted(p.name for p in home.iterdir() if p.name != LOCK_FILE) == ["progress", "states"]
+    assert sorted(p.name for p in (home / "states" / "01").iterdir()) == ["state.json"]
+    assert not (home / "raw").exists() and not fresh_settings.catalog_db.exists()
 
 
 def test_kernel_env_points_kernels_at_the_given_lab_home(
