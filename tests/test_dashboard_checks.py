@@ -14,6 +14,7 @@ import pytest
 from pyiceberg.catalog import Catalog
 
 from lab_env.checks import dashboard
+from tests.mistakes import mistake
 
 NAMESPACE = "gold_c10"
 DAY = "2025-03-31"
@@ -66,12 +67,14 @@ def test_top_movers_passes_on_three_gainers_and_three_losers(rankings: str) -> N
     assert "6 top movers of 2025-03-31 match" in result.message
 
 
+@mistake("10.1", "gainers-only")
 def test_top_movers_fails_on_gainers_only(rankings: str) -> None:
     result = dashboard.top_movers(frame(by_return(True)[:3]), DAY, namespace=rankings)
     assert not result.passed and "three biggest gainers AND" in result.message
     assert "only 3 gainers" in result.message
 
 
+@mistake("10.1", "largest-absolute-moves")
 def test_top_movers_fails_on_the_six_largest_absolute_moves(rankings: str) -> None:
     known = [a for a in RETURNS if RETURNS[a] is not None]
     six = sorted(known, key=lambda a: abs(RETURNS[a]), reverse=True)[:6]  # type: ignore[arg-type]
@@ -80,6 +83,7 @@ def test_top_movers_fails_on_the_six_largest_absolute_moves(rankings: str) -> No
     assert SYMBOLS["tether"] in result.message
 
 
+@mistake("10.1", "no-day-filter")
 def test_top_movers_fails_without_the_day_filter(rankings: str) -> None:
     both_days = frame(by_return(True)[:3] + by_return(False)[:3]).pipe(
         lambda f: pd.concat([f, frame(by_return(True)[:3] + by_return(False)[:3], 0.5)]))
@@ -87,6 +91,7 @@ def test_top_movers_fails_without_the_day_filter(rankings: str) -> None:
     assert not result.passed and "WHERE trade_date" in result.message
 
 
+@mistake("10.1", "percent-returns")
 def test_top_movers_fails_on_returns_as_percentages(rankings: str) -> None:
     result = dashboard.top_movers(frame(by_return(True)[:3] + by_return(False)[:3], 100.0), DAY,
                                   namespace=rankings)
@@ -119,6 +124,7 @@ def test_freshness_status_passes_on_the_rules() -> None:
     assert result.passed, result.message
 
 
+@mistake("10.2", "verdict-ignored")
 def test_freshness_status_fails_when_the_verdict_is_ignored() -> None:
     def dates_only(latest: dt.date, verdict: str, today: dt.date) -> str:
         return "stale" if (today - latest).days > 1 else "fresh"
@@ -127,6 +133,7 @@ def test_freshness_status_fails_when_the_verdict_is_ignored() -> None:
     assert not result.passed and "A BLOCKED verdict wins" in result.message
 
 
+@mistake("10.2", "off-by-one-age")
 def test_freshness_status_fails_on_an_off_by_one_age() -> None:
     def strict(latest: dt.date, verdict: str, today: dt.date) -> str:
         if verdict == "BLOCKED":
@@ -137,6 +144,7 @@ def test_freshness_status_fails_on_an_off_by_one_age() -> None:
     assert not result.passed and "stale means older than one day" in result.message
 
 
+@mistake("10.2", "passed-as-blocked")
 def test_freshness_status_fails_when_passed_counts_as_blocked() -> None:
     def not_published(latest: dt.date, verdict: str, today: dt.date) -> str:
         if verdict != "PUBLISHED":

@@ -66,6 +66,11 @@ def test_airflow_dag_test_builds_the_same_tables(reference: Path, tmp_path: Path
         "import datetime as dt\n"
         "from airflow.dag_processing.dagbag import DagBag\n"
         f"dag = DagBag(dag_folder={str(REPO / 'dags')!r}).dags['lakehouse_daily']\n"
+        # Airflow 3.3.2's dag.test() cannot mark a run of a DAG with a deadline successful: it
+        # looks the alerts up by id in a table only the DAG processor fills ('dict' object has
+        # no attribute 'hex'). The scheduler handles it (test_backfill runs this DAG with its
+        # deadline); test_dags checks the deadline itself. Here only the tables matter.
+        "dag.deadline = None\n"
         f"run = dag.test(logical_date=dt.datetime.fromisoformat('{DATE}T00:00:00+00:00'))\n"
         "print('DAG RUN STATE', run.state)\n"
     )

@@ -25,6 +25,7 @@ from lab_env.config import Settings, get_settings, load_settings
 from lab_env.errors import LabError
 from lab_env.streaming import broker
 from lab_env.streaming.produce import produce
+from tests.mistakes import mistake
 
 REPO = Path(__file__).resolve().parents[1]
 START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
@@ -231,9 +232,11 @@ def _lag_variant(kind: str):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("kind", "hint"),
     [
-        ("committed", "committed offsets"),
-        ("end", "every record"),
-        ("skip_uncommitted", "never committed"),
+        pytest.param("committed", "committed offsets",
+                     marks=mistake("09.1", "committed-offsets"), id="committed-offsets"),
+        pytest.param("end", "every record", marks=mistake("09.1", "end-offsets"), id="end-offsets"),
+        pytest.param("skip_uncommitted", "never committed",
+                     marks=mistake("09.1", "skips-uncommitted"), id="skips-uncommitted"),
         ("raw_invalid", "partition 2 has lag"),
     ],
 )
@@ -273,9 +276,12 @@ def _sink(kind: str):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("kind", "hint"),
     [
-        ("append", "appended again"),
-        ("overwrite", "overwrite replaces"),
-        ("merge_no_dedupe", "re-sent"),
+        pytest.param("append", "appended again",
+                     marks=mistake("09.2", "plain-append"), id="plain-append"),
+        pytest.param("overwrite", "overwrite replaces",
+                     marks=mistake("09.2", "overwrite"), id="overwrite"),
+        pytest.param("merge_no_dedupe", "re-sent",
+                     marks=mistake("09.2", "merge-without-dedupe"), id="merge-without-dedupe"),
     ],
 )
 def test_idempotent_sink_check_names_the_mistake(spark, kind: str, hint: str) -> None:  # type: ignore[no-untyped-def]
@@ -319,9 +325,12 @@ def _windows(kind: str):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize(
     ("kind", "hint"),
     [
-        ("no_watermark", "without a watermark"),
-        ("processing_time", "processing time"),
-        ("no_dedupe", "counted twice"),
+        pytest.param("no_watermark", "without a watermark",
+                     marks=mistake("09.3", "no-watermark"), id="no-watermark"),
+        pytest.param("processing_time", "processing time",
+                     marks=mistake("09.3", "processing-time"), id="processing-time"),
+        pytest.param("no_dedupe", "counted twice",
+                     marks=mistake("09.3", "no-dedupe"), id="no-dedupe"),
     ],
 )
 def test_event_time_windows_check_names_the_mistake(spark, kind: str, hint: str) -> None:  # type: ignore[no-untyped-def]
