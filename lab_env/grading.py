@@ -330,6 +330,7 @@ def start_of_milestone(
     from lab_env.runner import KERNEL_LOG, Kernel, execute_notebook, new_run_id
 
     if not rebuild and states.load(settings, milestone_number):
+        states.mark_start(settings, milestone_number)
         return "kept state"
     plan = restore_plan(milestone_number, solutions)
     states.clear(settings)
@@ -353,6 +354,7 @@ def start_of_milestone(
                     echo(f"  done in {time.perf_counter() - began:.1f}s")
         shutil.rmtree(folder, ignore_errors=True)  # the executed copies: nothing to read there
     states.save(settings, milestone_number, run_id)
+    states.mark_start(settings, milestone_number)
     return f"built by {len(plan)} solution notebook(s), kept for next time"
 
 

@@ -13,16 +13,27 @@ progress, the lock and the states themselves are never touched.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import json
 import shutil
+import sqlite3
 from pathlib import Path
 
 from lab_env.config import Settings
 from lab_env.errors import LabError
 
 # What the lakehouse is made of; everything else in LAB_HOME (runs/, progress, states/) stays.
-PARTS = ("raw", "warehouse", "catalog.db")
+CATALOG = "catalog.db"
+PARTS = ("raw", "warehouse", CATALOG)
+# The catalog is a SQLite database in WAL mode: recent commits can live in catalog.db-wal until
+# SQLite checkpoints them, and a WAL left beside a catalog.db put back is replayed into it.
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 COMPLETE = "state.json"  # written last: a state without it was cut short and is rebuilt
+# States kept before the catalog was copied as a database (a file copy lost what was in the WAL)
+# are rebuilt.
+FORMAT = 2
+STARTED = "started.json"  # the last time the lakehouse was put back to a milestone's start
 
 
 def state_dir(settings: Settings, milestone: int) -> Path:
@@ -30,7 +41,11 @@ def state_dir(settings: Settings, milestone: int) -> Path:
 
 
 def has_state(settings: Settings, milestone: int) -> bool:
-    return (state_dir(settings, milestone) / COMPLETE).is_file()
+    try:
+        record = json.loads((state_dir(settings, milestone) / COMPLETE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and record.get("format") == FORMAT
 
 
 def _local_only(settings: Settings) -> None:
@@ -55,12 +70,20 @@ def clear(settings: Settings) -> list[Path]:
         else:
             continue
         removed.append(path)
+    for suffix in SQLITE_SIDE_FILES:
+        (settings.lab_home / f"{CATALOG}{suffix}").unlink(missing_ok=True)
     return removed
 
 
 def _copy(source: Path, target: Path) -> None:
     if source.is_dir():
         shutil.copytree(source, target)
+    elif source.name == CATALOG and source.exists():
+        # SQLite's online backup: one consistent copy with what the WAL holds, even while a
+        # reader (a JupyterLab kernel's Spark) has the catalog open.
+        with (contextlib.closing(sqlite3.connect(source, timeout=30)) as original,
+              contextlib.closing(sqlite3.connect(target)) as copy):
+            original.backup(copy)
     elif source.exists():
         shutil.copy2(source, target)
 
@@ -74,7 +97,7 @@ def save(settings: Settings, milestone: int, made_by: str) -> Path:
     building.mkdir(parents=True)
     for name in PARTS:
         _copy(settings.lab_home / name, building / name)
-    record = {"milestone": milestone, "made_by": made_by}
+    record = {"milestone": milestone, "made_by": made_by, "format": FORMAT}
     (building / COMPLETE).write_text(json.dumps(record) + "\n")
     shutil.rmtree(target, ignore_errors=True)
     building.rename(target)
@@ -95,3 +118,25 @@ def load(settings: Settings, milestone: int) -> bool:
 def forget(settings: Settings) -> None:
     """Drop every kept state (after the lakehouse was rebuilt differently, e.g. --fresh)."""
     shutil.rmtree(settings.lab_home / "states", ignore_errors=True)
+
+
+def mark_start(settings: Settings, milestone: int) -> None:
+    """Record that the lakehouse was just put back to the start of ``milestone``.
+
+    The checks read it (:func:`last_start`): a failed attempt recorded before this moment wrote
+    nothing that is still there.
+    """
+    record = {"milestone": milestone,
+              "at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")}
+    folder = settings.lab_home / "states"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / STARTED).write_text(json.dumps(record) + "\n")
+
+
+def last_start(settings: Settings) -> dt.datetime | None:
+    """When the lakehouse was last put back to a milestone's start (None: never, here)."""
+    path = settings.lab_home / "states" / STARTED
+    try:
+        return dt.datetime.fromisoformat(json.loads(path.read_text())["at"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None

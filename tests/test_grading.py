@@ -188,3 +188,86 @@ def test_kernel_env_points_kernels_at_the_given_lab_home(
     assert f"home {other.lab_home}\n" in printed
     assert "url http://127.0.0.1:" in printed
     assert get_settings().lab_home == fresh_settings.lab_home  # the process's settings are back
+
+
+def test_a_check_that_fails_again_names_the_earlier_attempt_until_a_reset(
+    fresh_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In JupyterLab nothing resets the lakehouse between attempts: a check that fails after an
+    earlier failed attempt says what may be left over, and the command that starts clean."""
+    from lab_env import states
+    from lab_env.checks import exercise, fail
+
+    @exercise("03.1", "Snapshot values are typed exactly")
+    def typed() -> object:
+        return fail("snapshot_at has values in the year -8321: use F.timestamp_millis.")
+
+    @exercise("01.1", "Namespaces exist")
+    def namespaces() -> object:
+        return fail("create the namespaces with IF NOT EXISTS.")
+
+    first = typed()
+    assert not first.passed and "earlier attempt" not in first.message
+    again = typed()  # the learner changed the cell and ran it again: rows of the first remain
+    assert not again.passed
+    assert again.message.startswith("snapshot_at has values in the year -8321")
+    assert "an earlier attempt at 03.1 failed too" in again.message
+    assert "`lab restore 3`" in again.message and "Restart Kernel" in again.message
+    assert "`lab restore 3`" in capsys.readouterr().out  # the printed [check] line says it too
+
+    states.mark_start(fresh_settings, 3)  # what `lab restore 3` and `lab check` record
+    after_reset = typed()
+    assert "earlier attempt" not in after_reset.message, "the reset removed what it wrote"
+    assert states.last_start(fresh_settings) is not None
+
+    typed()
+    with pytest.MonkeyPatch.context() as mp:  # a production run: its checks are no attempts
+        mp.setenv("LAB_RECORD_PROGRESS", "false")
+        get_settings.cache_clear()
+        assert "earlier attempt" not in typed().message
+    get_settings.cache_clear()
+    assert "earlier attempt" in typed().message
+
+    namespaces()
+    # 01 writes nothing an attempt can leave behind (namespaces only): no note
+    assert "earlier attempt" not in namespaces().message
+
+
+def test_a_kept_state_holds_the_catalog_commits_still_in_its_wal_and_loads_clean(
+    fresh_settings: Settings,
+) -> None:
+    """The SQLite catalog runs in WAL mode: while a process holds it open, new commits sit in
+    catalog.db-wal. A kept state must hold them, and a WAL left from later work must not be
+    replayed into the catalog put back (it resurrected tables whose files were gone)."""
+    import pyarrow as pa
+
+    from lab_env import states
+    from lab_env.catalog import ensure_namespaces, get_catalog
+
+    catalog = get_catalog(fresh_settings)  # stays open, as in `lab check`'s process
+    ensure_namespaces(catalog)
+    schema = pa.schema([("asset_id", pa.string())])
+    catalog.create_table("silver.kept", schema=schema)
+    home = fresh_settings.lab_home
+    assert (home / "catalog.db-wal").stat().st_size > 0, "the commit is expected in the WAL"
+
+    states.save(fresh_settings, 3, "test")
+    kept = sqlite3_tables(states.state_dir(fresh_settings, 3) / "catalog.db")
+    assert ("silver", "kept") in kept
+
+    catalog.create_table("silver.later", schema=schema)  # what an attempt at 03 writes
+    for _ in range(2):  # every load gives the same catalog, whatever was left beside it
+        assert states.load(fresh_settings, 3)
+        assert sqlite3_tables(home / "catalog.db") == kept
+        fresh = get_catalog(load_settings(home=home))
+        assert {t[1] for t in fresh.list_tables("silver")} == {"kept"}
+        fresh.create_table("silver.later", schema=schema)  # the next attempt writes again
+
+
+def sqlite3_tables(db: Path) -> set[tuple[str, str]]:
+    import contextlib
+    import sqlite3
+
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows = conn.execute("SELECT table_namespace, table_name FROM iceberg_tables").fetchall()
+    return {(ns, name) for ns, name in rows}

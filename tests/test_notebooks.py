@@ -304,3 +304,37 @@ def test_build_exercises_check_passes_and_catches_an_edited_solution(
     capsys.readouterr()
     assert main(["build-exercises", "--check", "--root", str(tmp_path)]) == 1
     assert f"notebooks/{edited.name}: out of date" in capsys.readouterr().out
+
+
+def test_xdist_work_units_keep_the_notebook_chain_whole_and_split_long_independent_tests() -> None:
+    from tests.notebook_ci import work_unit
+
+    assert work_unit("solutions/03_silver.ipynb::Cell 4") == "notebooks"
+    assert work_unit("tests/test_notebooks.py::test_solution_shape[03_silver]") == "notebooks"
+    assert work_unit("tests/test_production.py::test_a[x]") == "tests/test_production.py"
+    retry = "tests/test_clean_retries.py::test_a_fixed_answer[04]"
+    assert work_unit(retry) == retry
+
+
+def test_the_longest_work_units_are_handed_out_first_each_kept_in_its_order() -> None:
+    """The Airflow backfill (one test, minutes long) starts early, not last and alone."""
+    from types import SimpleNamespace
+
+    from tests.notebook_ci import longest_units_first
+
+    nodeids = [
+        "solutions/00_welcome.ipynb::Cell 0", "solutions/00_welcome.ipynb::Cell 1",
+        "tests/test_notebooks.py::test_learner_notebook[00]",
+        "tests/test_config.py::test_a", "tests/test_config.py::test_b",
+        "tests/test_clean_retries.py::test_fix[01]", "tests/test_backfill.py::test_backfill",
+        "tests/test_production.py::test_twice", "tests/test_production.py::test_dag",
+    ]
+    items = [SimpleNamespace(nodeid=n) for n in nodeids]
+    ordered = [item.nodeid for item in longest_units_first(items)]  # type: ignore[arg-type]
+    assert ordered == [
+        *nodeids[:3],  # the notebooks, in their order (solutions before the learner tests)
+        *nodeids[7:],  # production
+        nodeids[6],  # the backfill
+        nodeids[5],  # one clean-retry case
+        *nodeids[3:5],  # two quick tests of a module not in the table
+    ]

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ParamSpec
 
+from lab_env import states
 from lab_env.config import get_settings
 from lab_env.errors import LabError
 
@@ -66,7 +67,7 @@ def _record(result: CheckResult) -> None:
     path = progress_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        entry = asdict(result) | {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+        entry = asdict(result) | {"at": dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")}
         with path.open("a", encoding="utf-8") as out:
             out.write(json.dumps(entry) + "\n")
     except OSError:
@@ -105,7 +106,10 @@ def exercise(
             except Exception as exc:  # the learner's result could not even be inspected
                 first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
                 verdict = fail(f"could not inspect your result ({type(exc).__name__}: {first}).")
-            result = CheckResult(exercise_id, title, verdict.passed, verdict.message)
+            message = verdict.message
+            if not verdict.passed:
+                message += earlier_attempt_note(exercise_id)
+            result = CheckResult(exercise_id, title, verdict.passed, message)
             print(result.line())
             _record(result)
             return result
@@ -114,6 +118,55 @@ def exercise(
         return run
 
     return wrap
+
+
+# Milestones whose exercises write the lakehouse: what an earlier attempt wrote can stay there
+# (bronze never overwrites an answer, silver and gold keep rows by key, checkpoints stay).
+WRITING_MILESTONES = range(2, 10)
+
+
+def earlier_failure(exercise_id: str) -> dt.datetime | None:
+    """When this exercise last failed under this LAB_HOME since the lakehouse was last put back
+    to a milestone's start (``lab restore``, ``lab check``); None if it has not."""
+    path = progress_file()
+    if not path.is_file():
+        return None
+    reset = states.last_start(get_settings())
+    failed = None
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+            at = dt.datetime.fromisoformat(row["at"])
+        except (ValueError, KeyError, TypeError):
+            continue
+        if row.get("exercise") == exercise_id and not row.get("passed") and (
+                reset is None or at > reset):
+            failed = at
+    return failed
+
+
+def earlier_attempt_note(exercise_id: str) -> str:
+    """What a failing check adds when an earlier attempt at it failed too and was never reset.
+
+    The learner may have fixed the answer while rows the wrong one wrote are still there; say
+    so, and give the one command that starts the milestone clean.
+    """
+    milestone = int(exercise_id.split(".", 1)[0])
+    # production runs (`lab run`, the DAG) keep no progress: their failures are no attempts
+    if milestone not in WRITING_MILESTONES or not get_settings().record_progress:
+        return ""
+    try:
+        failed = earlier_failure(exercise_id)
+    except OSError:
+        return ""
+    if failed is None:
+        return ""
+    return (f" Note: an earlier attempt at {exercise_id} failed too ({failed:%H:%M} UTC), and "
+            "what it wrote is still in the lakehouse (bronze never overwrites an answer, silver "
+            "and gold keep rows by key), so it can fail this check even once your answer is "
+            f"right. If you changed your answer, start milestone {milestone:02d} clean: run "
+            f"`lab restore {milestone}` in a terminal, then Kernel > Restart Kernel and Run All "
+            f"Cells (or run `lab check` on the notebook: it starts clean by itself).")
 
 
 def upstream_first(exercise_id: str, what: str) -> _Verdict:
