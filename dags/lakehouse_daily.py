@@ -192,12 +192,13 @@ def lakehouse_daily() -> None:
     @task.sensor(poke_interval=10, timeout=600, mode="reschedule")
     def bronze_landed(**context: Any) -> bool:
         """Wait until every day of the window has its bronze asset-list file."""
+        from lab_env.paths import BRONZE as BRONZE_PREFIX
         from lab_env.storage import get_store
 
         start, end = _window(context)
         store = get_store()
         days = [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
-        return all(store.list(f"bronze/coincap/assets/ingest_date={day}") for day in days)
+        return all(store.list(f"{BRONZE_PREFIX}/assets/ingest_date={day}") for day in days)
 
     @task(outlets=[SILVER])
     def silver(**context: Any) -> dict[str, Any]:

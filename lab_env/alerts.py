@@ -2,16 +2,21 @@
 
 Channels: a Slack-style webhook (``LAB_ALERT_WEBHOOK_URL``) and a Telegram chat through the
 Bot API (``LAB_TELEGRAM_BOT_TOKEN`` and ``LAB_TELEGRAM_CHAT_ID``). The token sits in the
-request's path, so no URL of a channel is ever logged.
+request's path, so no URL of a channel is ever logged. :func:`local_receiver` is a channel on
+this machine, to see exactly what an alert sends (the M5 lesson and the tests use it).
 """
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import logging
+import threading
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from lab_env.config import Settings, get_settings
@@ -23,8 +28,8 @@ log = logging.getLogger("lakehouse.alerts")
 TELEGRAM_MAX_TEXT = 4096
 
 
-def send_alert(title: str, details: Mapping[str, Any]) -> bool:
-    """Log ``title`` with ``details`` and post them to every configured channel.
+def send_alert(title: str, details: Mapping[str, Any], settings: Settings | None = None) -> bool:
+    """Log ``title`` with ``details`` and post them to every channel ``settings`` configure.
 
     Returns whether at least one channel is configured and every configured one accepted the
     alert. An unreachable channel is logged, never raised: the alert must not hide the
@@ -32,7 +37,7 @@ def send_alert(title: str, details: Mapping[str, Any]) -> bool:
     """
     body = {"text": title, **{k: str(v) for k, v in details.items()}}
     log.error("ALERT %s %s", title, json.dumps(body, sort_keys=True))
-    settings = get_settings()
+    settings = settings or get_settings()
     accepted = []
     if settings.alert_webhook_url is not None:
         url = settings.alert_webhook_url.get_secret_value()
@@ -126,3 +131,56 @@ def deadline_missed_alert(context: Mapping[str, Any], promise: str = "") -> None
             "deadline": deadline.get("deadline_time", ""),
         },
     )
+
+
+@dataclass(frozen=True)
+class RawRequest:
+    """One request exactly as the receiver got it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class Received(list[dict[str, Any]]):
+    """The JSON bodies posted to a :func:`local_receiver`, in order; ``requests`` keeps each
+    request as it came, and ``url`` is where to post (its path is ``/alert``; any path works)."""
+
+    def __init__(self, url: str = "") -> None:
+        super().__init__()
+        self.url = url
+        self.requests: list[RawRequest] = []
+
+
+@contextlib.contextmanager
+def local_receiver() -> Iterator[Received]:
+    """An HTTP channel on 127.0.0.1 that answers every POST with 204 and keeps it.
+
+    Point ``alert_webhook_url`` (or ``telegram_api_url``) at ``received.url`` to see what an
+    alert sends; the server stops when the ``with`` block ends.
+    """
+    received = Received()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.requests.append(
+                RawRequest(self.command, self.path, dict(self.headers.items()), body)
+            )
+            received.append(json.loads(body))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass  # the requests are the output
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    received.url = f"http://127.0.0.1:{server.server_port}/alert"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield received
+    finally:
+        server.shutdown()
+        server.server_close()

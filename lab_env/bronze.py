@@ -29,8 +29,10 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from lab_env.dates import check_range, cli_date
 from lab_env.errors import LabError
-from lab_env.quality.frames import BRONZE, current_responses
+from lab_env.paths import BRONZE
+from lab_env.quality.frames import current_responses
 from lab_env.storage import RawStore
 
 RETIRED = "bronze/_retired"
@@ -153,18 +155,9 @@ def keys_of_run(found: Sequence[Answer], run_id: str) -> list[str]:
 # ----- the commands -----
 
 
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-03-31") from None
-
-
 def _range(args: argparse.Namespace) -> tuple[dt.date, dt.date]:
     start, end = args.start or args.end, args.end or args.start
-    if end < start:
-        raise LabError(f"The range {start}..{end} ends before it starts.",
-                       "swap --start and --end.")
+    check_range(start, end)
     return start, end
 
 
@@ -230,15 +223,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="bronze_command", required=True, metavar="COMMAND")
     listing = commands.add_parser("list", help="the answers of a day: current or not, problems")
-    listing.add_argument("--start", type=_date, required=True, help="first day, YYYY-MM-DD")
-    listing.add_argument("--end", type=_date, help="last day (default: --start)")
+    listing.add_argument("--start", type=cli_date, required=True, help="first day, YYYY-MM-DD")
+    listing.add_argument("--end", type=cli_date, help="last day (default: --start)")
     listing.add_argument("--keys", action="store_true", help="also print the full keys")
     listing.set_defaults(handler=_cmd_list, writes=False)
     retiring = commands.add_parser("retire", help="move answers to bronze/_retired/ with a reason")
     retiring.add_argument("keys", nargs="*", metavar="KEY",
                           help="bronze keys (lab bronze list --keys)")
     retiring.add_argument("--run", metavar="RUN_ID", help="every answer this bronze run stored")
-    retiring.add_argument("--start", type=_date, help="with --run: first day it fetched")
-    retiring.add_argument("--end", type=_date, help="with --run: last day (default: --start)")
+    retiring.add_argument("--start", type=cli_date, help="with --run: first day it fetched")
+    retiring.add_argument("--end", type=cli_date, help="with --run: last day (default: --start)")
     retiring.add_argument("--reason", required=True, help="why, kept in the retired sidecar")
     retiring.set_defaults(handler=_cmd_retire, writes=True)

@@ -22,12 +22,11 @@ from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from lab_env.errors import ConfigError
+from lab_env.paths import REPO_ENV_FILE, REPO_JARS_DIR
 
 PROFILES = ("local", "compose")
 # The repository's .env, found from any working directory (notebook kernels run in solutions/).
-REPO_ENV_FILE = Path(__file__).resolve().parents[1] / ".env"
 # Where `make jars` puts the pinned jars.
-REPO_JARS_DIR = Path(__file__).resolve().parents[1] / "jars" / "lib"
 
 
 class Settings(BaseSettings):
@@ -51,6 +50,15 @@ class Settings(BaseSettings):
     spark_master: str = "local[2]"
     spark_driver_memory: str = "2g"
     spark_ui: bool = False
+    # JVM options of the driver (where local Spark does all its work). The lab's jobs are short:
+    # the quick JIT alone (C1) reaches full speed sooner than the optimising one, and a one-day
+    # run is about 4 s faster (docs/production.md). For hours-long jobs on large data, set
+    # LAB_SPARK_DRIVER_JAVA_OPTIONS="" to get the JVM's default, peak-speed compiler back.
+    spark_driver_java_options: str = "-XX:TieredStopAtLevel=1"
+    # Map Spark's classes from the class archive `make setup` builds (lab_env.spark_archive):
+    # local Spark starts in about two thirds of the time. Off, or without the archive, the JVM
+    # loads them from the jars.
+    spark_class_archive: bool = True
     # The pinned jars (jars/jars.lock) that `make jars` fetches from Maven Central, and overrides
     # of single jars in that folder.
     jars_dir: Path = REPO_JARS_DIR

@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab_env.config import Settings, get_settings
+from lab_env.dates import cli_date
 from lab_env.errors import LabError
+from lab_env.paths import DBT_PROJECT
 
-REPO = Path(__file__).resolve().parents[1]
-PROJECT_DIR = REPO / "dbt"
+PROJECT_DIR = DBT_PROJECT
 PROFILE = "lakehouse_lab"  # dbt_project.yml's `profile:`
 # No hyphen: dbt-duckdb names the database after the file, and a hyphen breaks its SQL.
 DUCKDB_FILE = "lakehouse.duckdb"
@@ -345,13 +346,6 @@ def serve(folder: Path, page: str, port: int = 0) -> None:
 # ----- the command line -----
 
 
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-03-31") from None
-
-
 def _cmd_build(args: argparse.Namespace) -> int:
     start, end = args.start or args.end, args.end or args.start
     run = build(get_settings(), start, end, full_refresh=args.full_refresh, select=args.select)
@@ -377,9 +371,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "build", help="dbt build: staging and marts, then their tests (docs/dbt.md)"
     )
     build_parser.add_argument(
-        "--start", type=_date, help="first date of the run: rewrite its affected days only"
+        "--start", type=cli_date, help="first date of the run: rewrite its affected days only"
     )
-    build_parser.add_argument("--end", type=_date, help="last date of the run (inclusive)")
+    build_parser.add_argument("--end", type=cli_date, help="last date of the run (inclusive)")
     build_parser.add_argument(
         "--full-refresh", action="store_true", help="rebuild the incremental models from scratch"
     )

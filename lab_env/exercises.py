@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab_env.errors import LabError
+from lab_env.paths import REPO
 
 if TYPE_CHECKING:
     from nbformat import NotebookNode
 
-REPO = Path(__file__).resolve().parents[1]
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
 MARKDOWN_ANSWER = "*Your answer here.*"

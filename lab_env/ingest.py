@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from lab_env.config import get_settings
+from lab_env.dates import check_range, cli_date
 from lab_env.errors import LabError
+from lab_env.paths import SOLUTIONS
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "solutions" / "02_bronze.ipynb"
+NOTEBOOK = SOLUTIONS / "02_bronze.ipynb"
 SUMMARY_FILE = "bronze_summary.json"
 
 
@@ -30,10 +32,7 @@ def ingest(start: dt.date, end: dt.date, run_id: str) -> tuple[dict[str, Any] | 
     from lab_env.lock import lakehouse_lock
     from lab_env.runner import KERNEL_LOG, Kernel, StepFailed, execute_notebook, kernel_env
 
-    if end < start:
-        raise LabError(
-            f"The range {start}..{end} ends before it starts.", "swap --start and --end."
-        )
+    check_range(start, end)
     settings = get_settings()
     output = settings.runs_dir / run_id / NOTEBOOK.name
     params: dict[str, object] = {
@@ -85,13 +84,6 @@ def render(summary: dict[str, Any]) -> None:
     console.print(f"source: {summary['source']}")
 
 
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-03-31") from None
-
-
 def _cmd_ingest(args: argparse.Namespace) -> int:
     from lab_env.runner import new_run_id
 
@@ -113,7 +105,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "ingest", help="land the API's answers in bronze for a date range (02_bronze.ipynb)"
     )
-    parser.add_argument("--start", type=_date, required=True, help="first logical date, YYYY-MM-DD")
-    parser.add_argument("--end", type=_date, help="last logical date, inclusive (default: --start)")
+    parser.add_argument("--start", type=cli_date, required=True,
+                        help="first logical date, YYYY-MM-DD")
+    parser.add_argument("--end", type=cli_date,
+                        help="last logical date, inclusive (default: --start)")
     parser.add_argument("--run-id", help="default: a new timestamped id")
     parser.set_defaults(handler=_cmd_ingest)

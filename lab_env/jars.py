@@ -16,8 +16,9 @@ from pathlib import Path
 
 from lab_env.config import Settings
 from lab_env.errors import LabError
+from lab_env.paths import JARS_LOCK
 
-LOCK_FILE = Path(__file__).resolve().parents[1] / "jars" / "jars.lock"
+LOCK_FILE = JARS_LOCK
 SPARK_SCALA = "3.5_2.12"
 ICEBERG_VERSION = "1.9.2"
 ICEBERG_RUNTIME = f"iceberg-spark-runtime-{SPARK_SCALA}"

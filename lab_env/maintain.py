@@ -32,7 +32,7 @@ import datetime as dt
 import hashlib
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -429,9 +429,12 @@ def render_report(report: MaintenanceReport) -> None:
         console.print("  dry run: nothing changed", highlight=False)
 
 
-def maintain(tables: Sequence[str], policy: Policy, *, dry_run: bool = False
+def maintain(tables: Sequence[str], policy: Policy, *, dry_run: bool = False,
+             on_report: Callable[[MaintenanceReport], None] | None = None,
              ) -> list[MaintenanceReport]:
-    """Maintain each table in turn (starting Spark once) and print its report.
+    """Maintain each table in turn (starting Spark once); return the reports.
+
+    ``on_report`` gets each table's report as soon as it is done (the CLI prints it).
 
     Holds the LAB_HOME lock unless ``dry_run``: a run writing meanwhile would race the
     procedures' commits.
@@ -454,7 +457,8 @@ def maintain(tables: Sequence[str], policy: Policy, *, dry_run: bool = False
         reports = []
         for name in names:
             report = maintain_table(spark, name, policy, dry_run=dry_run)
-            render_report(report)
+            if on_report is not None:
+                on_report(report)
             reports.append(report)
         return reports
 
@@ -466,7 +470,7 @@ def _cmd_maintain(args: argparse.Namespace) -> int:
         orphan_older_than=parse_duration(args.orphan_older_than),
         min_input_files=args.min_input_files,
     )
-    maintain(args.tables, policy, dry_run=args.dry_run)
+    maintain(args.tables, policy, dry_run=args.dry_run, on_report=render_report)
     return 0
 
 

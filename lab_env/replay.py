@@ -402,12 +402,9 @@ def faults_from_args(args: argparse.Namespace) -> Faults:
         else:
             route = dict(route) if isinstance(route, dict) else {}
             route[fault.replace("-", "_")] = where
-    return Faults(
-        rate_limit=args.rate_limit, retry_after=args.retry_after,
-        server_errors=args.server_errors, delay=args.delay, slow_requests=args.slow_requests,
-        truncate=args.truncate, rename_field=args.rename_field, extra_field=args.extra_field,
-        null_field=args.null_field, route=route,
-    )
+    # every other field of Faults has a flag of the same name (``--rate-limit`` -> rate_limit)
+    flags = {f.name: getattr(args, f.name) for f in fields(Faults) if f.name != "route"}
+    return Faults(**flags, route=route)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

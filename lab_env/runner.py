@@ -10,7 +10,11 @@ import argparse
 import contextlib
 import datetime as dt
 import json
+import os
+import shutil
+import signal
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator, Sequence
@@ -18,18 +22,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lab_env import processes
 from lab_env.config import Settings, get_settings, lab_environment
+from lab_env.dates import check_range, cli_date
 from lab_env.errors import LabError
 from lab_env.lock import lakehouse_lock
 from lab_env.metrics import record_step
+from lab_env.paths import DBT_PROJECT, SOLUTIONS
 
 if TYPE_CHECKING:
     import nbformat
     from jupyter_client.manager import AsyncKernelManager
     from rich.console import Console
 
-REPO = Path(__file__).resolve().parents[1]
-SOLUTIONS = REPO / "solutions"
 SAMPLE_START = dt.date(2025, 1, 1)
 SAMPLE_END = dt.date(2025, 3, 31)
 KERNEL = "python3"
@@ -56,7 +61,7 @@ STEPS: tuple[Step, ...] = (
 )
 # Steps a run takes only when named (`lab run --steps ... dbt`), after the default ones: dbt
 # builds its DuckDB marts from the silver that the run has just written (lab_env.dbt).
-EXTRA_STEPS: tuple[Step, ...] = (Step("dbt", REPO / "dbt"),)
+EXTRA_STEPS: tuple[Step, ...] = (Step("dbt", DBT_PROJECT),)
 # Gold writes to an Iceberg branch that only the quality step publishes (write-audit-publish).
 GATED = "gold"
 GATE = "quality"
@@ -219,29 +224,26 @@ def execute_notebook(
         raise StepFailed(notebook, output, exc.exec_count, f"{exc.ename}: {exc.evalue}") from None
 
 
-def _die_with_parent() -> None:
-    """In the kernel process, before it starts: be killed when the process that started it dies.
-
-    Kernels run in a session of their own, so killing a run's process group would leave its
-    kernel (and the kernel's JVM, which exits when the kernel does) working on. Linux only;
-    elsewhere ipykernel's own parent check stops the kernel a moment later.
-    """
-    import ctypes
-    import signal
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
-
-
 def _kernel_manager(log: Path | None = None) -> type[AsyncKernelManager]:
     """A kernel manager class whose kernels die with this process and, with ``log``, write
     their own stdout and stderr to that file."""
     from jupyter_client.manager import AsyncKernelManager
 
     class RunKernelManager(AsyncKernelManager):
+        scratch: Path | None = None
+
         async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: object) -> None:
-            if sys.platform.startswith("linux"):
-                kw["preexec_fn"] = _die_with_parent
+            # Kernels run in a session of their own: killing a run's process group would leave
+            # its kernel (and the kernel's JVM, which exits when the kernel does) working on.
+            # Elsewhere than Linux, ipykernel's own parent check stops it a moment later.
+            kw["preexec_fn"] = processes.die_with_parent(signal.SIGKILL)
+            env = dict(kw.get("env") or os.environ)  # type: ignore[call-overload]
+            if "SPARK_LOCAL_DIRS" not in env:
+                # Spark's temp folders go here, and go with the kernel: a kernel is killed
+                # at the end of its notebooks, and its JVM with it, before Spark's exit
+                # hooks could delete them (a graceful stop costs 2-3 s per kernel).
+                self.scratch = Path(tempfile.mkdtemp(prefix="lab-kernel-"))
+                kw["env"] = env | {"SPARK_LOCAL_DIRS": str(self.scratch)}
             if log is None:
                 await super()._async_launch_kernel(kernel_cmd, **kw)
                 return
@@ -249,6 +251,12 @@ def _kernel_manager(log: Path | None = None) -> type[AsyncKernelManager]:
             with log.open("ab") as sink:  # the kernel (and the JVM it starts) keep their own copy
                 streams = {"stdout": sink, "stderr": sink}
                 await super()._async_launch_kernel(kernel_cmd, **{**kw, **streams})
+
+        async def _async_cleanup_resources(self, restart: bool = False) -> None:
+            await super()._async_cleanup_resources(restart=restart)
+            if self.scratch is not None and not restart:
+                shutil.rmtree(self.scratch, ignore_errors=True)
+                self.scratch = None
 
     return RunKernelManager
 
@@ -486,10 +494,7 @@ def run_pipeline(
     echo: bool = True,
 ) -> RunSummary:
     """Run ``steps`` (default: bronze, silver, gold) for ``start``..``end``; stop at a failure."""
-    if end < start:
-        raise LabError(
-            f"The range {start}..{end} ends before it starts.", "swap --start and --end."
-        )
+    check_range(start, end)
     settings = get_settings()
     run_id = run_id or new_run_id()
     folder = run_folder(settings, start, end, run_id)
@@ -575,13 +580,6 @@ def _console() -> Console:
     return Console(highlight=False, width=None if sys.stdout.isatty() else 140)
 
 
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-03-31") from None
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.start is None and args.end is None:
         start, end = SAMPLE_START, SAMPLE_END
@@ -606,8 +604,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run",
         help="run bronze -> silver -> gold -> quality for a date range (default: the sample range)",
     )
-    parser.add_argument("--start", type=_date, help="first logical date, YYYY-MM-DD")
-    parser.add_argument("--end", type=_date, help="last logical date, YYYY-MM-DD (inclusive)")
+    parser.add_argument("--start", type=cli_date, help="first logical date, YYYY-MM-DD")
+    parser.add_argument("--end", type=cli_date, help="last logical date, YYYY-MM-DD (inclusive)")
     parser.add_argument("--full-refresh", action="store_true", help="rebuild silver and gold")
     parser.add_argument(
         "--evolve-schema",

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLES_DIR = REPO / "data_samples"
+from lab_env.paths import SAMPLES_DIR
+
 DEFAULT_SEED = 20250101
 SAMPLE_START = dt.date(2025, 1, 1)
 SAMPLE_END = dt.date(2025, 3, 31)

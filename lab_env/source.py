@@ -18,10 +18,17 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import quote, urlencode, urlsplit
 
 import requests
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+)
 
 from lab_env.config import Settings, get_settings
 from lab_env.errors import LabError
@@ -101,6 +108,15 @@ def retry_after_seconds(value: str | None, now: dt.datetime | None = None) -> fl
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
     return max(0.0, (when - (now or dt.datetime.now(dt.UTC))).total_seconds())
+
+
+def _failure(state: RetryCallState) -> str:
+    """Why a try failed, for a log line or an error: the transport error or the HTTP status."""
+    outcome = state.outcome
+    assert outcome is not None  # tenacity calls its hooks only after a try
+    if outcome.failed:
+        return type(outcome.exception()).__name__
+    return f"HTTP {outcome.result().status_code}"
 
 
 def _as_of_text(as_of: dt.date | str | None) -> str | None:
@@ -222,50 +238,72 @@ class CoinCapClient:
         *,
         as_of: dt.date | str | None = None,
     ) -> ApiResponse:
-        """GET ``path`` with retries; return the answer, or raise LabError when retries run out."""
+        """GET ``path`` with retries; return the answer, or raise LabError when retries run out.
+
+        Retried, up to ``max_tries`` tries in all: the statuses in ``RETRY_STATUSES`` (429, 500,
+        502, 503, 504) and the ``TRANSPORT_ERRORS`` (connection refused or reset, connect and
+        read timeouts, a body cut off mid-transfer); each wait is :meth:`_wait`. Any other
+        answer is returned at once (401 and 403 raise a LabError), any other error propagates.
+        """
         params = dict(params or {})
         url = f"{self.base_url}{path}" + (f"?{urlencode(params)}" if params else "")
         headers = {}
         if (day := _as_of_text(as_of)) is not None:
             headers[AS_OF_HEADER] = day
-        last = "no answer"
-        for attempt in range(1, self.max_tries + 1):
-            retry_after: float | None = None
-            try:
-                resp = self._session.get(
-                    f"{self.base_url}{path}", params=params, headers=headers, timeout=self.timeout
+
+        def fetch() -> requests.Response:
+            # not streamed: requests reads the whole body here, so a body cut off mid-transfer
+            # raises here too (ChunkedEncodingError) and is retried
+            resp = self._session.get(
+                f"{self.base_url}{path}", params=params, headers=headers, timeout=self.timeout
+            )
+            if resp.status_code in (401, 403):
+                raise LabError(
+                    f"CoinCap refused GET {url} (HTTP {resp.status_code}).",
+                    "set LAB_COINCAP_API_KEY to a valid key (it is sent as a Bearer header).",
                 )
-                body = resp.content
-            except TRANSPORT_ERRORS as exc:
-                last = type(exc).__name__
-            else:
-                if resp.status_code in (401, 403):
-                    raise LabError(
-                        f"CoinCap refused GET {url} (HTTP {resp.status_code}).",
-                        "set LAB_COINCAP_API_KEY to a valid key (it is sent as a Bearer header).",
-                    )
-                if resp.status_code not in RETRY_STATUSES:
-                    return self._answer(path, params, url, resp, body, attempt)
-                last = f"HTTP {resp.status_code}"
-                retry_after = retry_after_seconds(resp.headers.get("Retry-After"))
-            if attempt == self.max_tries:
-                break
-            wait = self._wait(attempt, retry_after)
+            return resp
+
+        def log_retry(state: RetryCallState) -> None:
             log.warning(
                 "GET %s: %s; retry %d of %d in %.2fs",
-                url, last, attempt, self.max_tries - 1, wait,
+                url, _failure(state), state.attempt_number, self.max_tries - 1,
+                state.upcoming_sleep,
             )
-            time.sleep(wait)
-        raise LabError(
-            f"CoinCap GET {url} failed after {self.max_tries} tries (last: {last}).",
-            "check that the API at LAB_COINCAP_URL answers (unset it to use the bundled "
-            "replay server), then re-run: ingestion is idempotent.",
-        )
 
-    def _wait(self, attempt: int, retry_after: float | None) -> float:
-        """Full jitter backoff, never shorter than the server's Retry-After (both capped)."""
-        ceiling = min(self.max_wait_s, self.backoff_s * 2 ** (attempt - 1))
+        def give_up(state: RetryCallState) -> NoReturn:
+            raise LabError(
+                f"CoinCap GET {url} failed after {self.max_tries} tries "
+                f"(last: {_failure(state)}).",
+                "check that the API at LAB_COINCAP_URL answers (unset it to use the bundled "
+                "replay server), then re-run: ingestion is idempotent.",
+            )
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.max_tries),
+            wait=self._wait,
+            retry=retry_if_exception_type(TRANSPORT_ERRORS)
+            | retry_if_result(lambda resp: resp.status_code in RETRY_STATUSES),
+            before_sleep=log_retry,
+            retry_error_callback=give_up,
+            sleep=time.sleep,
+        )
+        resp = retrying(fetch)
+        attempts = retrying.statistics["attempt_number"]
+        return self._answer(path, params, url, resp, resp.content, attempts)
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Seconds before the next try after try ``n``: full jitter from the client's rng,
+        ``uniform(0, min(max_wait_s, backoff_s * 2**(n-1)))``, but never shorter than the
+        ``Retry-After`` of the last answer (seconds or an HTTP date), capped at ``max_wait_s``."""
+        if state.attempt_number >= self.max_tries:
+            return 0.0  # tenacity asks before it stops: no sleep follows, draw nothing
+        ceiling = min(self.max_wait_s, self.backoff_s * 2 ** (state.attempt_number - 1))
         jitter = self._rng.uniform(0, ceiling)
+        outcome = state.outcome
+        if outcome is None or outcome.failed:
+            return jitter
+        retry_after = retry_after_seconds(outcome.result().headers.get("Retry-After"))
         if retry_after is None:
             return jitter
         return min(self.max_wait_s, max(retry_after, jitter))

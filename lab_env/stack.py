@@ -21,12 +21,10 @@ against the stack.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import importlib.util
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -38,7 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab_env import jars
+from lab_env import jars, processes
 from lab_env.config import Settings, get_settings, stack_env_file
 from lab_env.errors import LabError
 
@@ -211,18 +209,7 @@ def _owned_group(service: Service) -> list[int]:
 
 def stop_service(service: Service, timeout: float = STOP_TIMEOUT_S) -> None:
     """Stop one service by its pid, and every process it started (its process group)."""
-    deadline = time.monotonic() + timeout
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if _owned_group(service):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(service.pid, sig)
-        while _owned_group(service) and time.monotonic() < deadline:
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(service.pid, os.WNOHANG)  # reap it if this process started it
-            time.sleep(0.2)
-        deadline = time.monotonic() + 5  # after SIGKILL: the kernel's own time to end them
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(service.pid, os.WNOHANG)
+    processes.stop(service.pid, lambda: bool(_owned_group(service)), group=True, timeout_s=timeout)
 
 
 def _spawn(

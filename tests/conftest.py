@@ -7,19 +7,17 @@ LAB_HOME (``lab_home``); tests that need isolation use their own table names or
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lab_env import airflow_db
+from lab_env.alerts import Received, local_receiver
 from lab_env.config import Settings, get_settings, load_settings
-from tests.receiver import RawRequest, Received
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -27,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="lab-airflow-")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
+os.environ.update(airflow_db.ENV)  # SQLite: wait for the scheduler's writes, never fail on them
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -77,25 +76,8 @@ def catalog(lab_home: Path):  # type: ignore[no-untyped-def]
 def alert_receiver() -> Iterator[tuple[str, Received]]:
     """A real HTTP receiver on 127.0.0.1: its URL, and the JSON bodies posted to it (to any
     path of the server: ``/alert`` for a webhook, ``/bot<token>/sendMessage`` for Telegram)."""
-    received = Received()
-
-    class Receiver(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers["Content-Length"]))
-            received.requests.append(
-                RawRequest(self.command, self.path, dict(self.headers.items()), body)
-            )
-            received.append(json.loads(body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Receiver)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_port}/alert", received
-    server.shutdown()
+    with local_receiver() as received:
+        yield received.url, received
 
 
 @pytest.fixture

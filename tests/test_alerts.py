@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
-from lab_env.alerts import TELEGRAM_MAX_TEXT, send_alert, telegram_text
+from lab_env.alerts import (
+    TELEGRAM_MAX_TEXT,
+    Received,
+    local_receiver,
+    send_alert,
+    telegram_text,
+)
 from lab_env.config import get_settings, load_settings
-from tests.receiver import Received
 
 TOKEN = "7312664801:AAH-lab_Secret-TokenZ9"
 CHAT = "-1001234567890"
@@ -112,3 +118,20 @@ def test_a_long_alert_is_cut_to_what_telegram_takes_without_breaking_an_entity()
     body = text.removesuffix("…")
     # every & starts a whole entity: the cut fell between characters, not inside "&lt;"
     assert all(body[i:].startswith(("&lt;", "&amp;")) for i, c in enumerate(body) if c == "&")
+
+
+def test_settings_passed_in_choose_the_channels_without_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """What the M5 lesson does: a receiver of its own, named in settings it passes down."""
+    monkeypatch.delenv("LAB_ALERT_WEBHOOK_URL", raising=False)
+    get_settings.cache_clear()
+    with local_receiver() as received:
+        settings = load_settings(alert_webhook_url=received.url)
+        assert send_alert("Lakehouse task failed", {"try_number": 3}, settings=settings)
+        assert not send_alert("Lakehouse task failed", {"try_number": 3})  # no channel in env
+    assert received == [{"text": "Lakehouse task failed", "try_number": "3"}]
+    [request] = received.requests
+    assert (request.method, request.path) == ("POST", "/alert")
+    with pytest.raises(OSError):  # the receiver is gone with its block
+        urllib.request.urlopen(received.url, data=b"{}", timeout=5)

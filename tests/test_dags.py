@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.receiver import Received
+from lab_env.alerts import Received
 
 pytestmark = pytest.mark.airflow
 
@@ -211,3 +211,28 @@ def test_export_is_skipped_without_a_target(
         export(params={}, run_id="manual__x",
                logical_date=dt.datetime(2025, 3, 31, tzinfo=dt.UTC))
     get_settings.cache_clear()
+
+
+def test_airflow_waits_for_the_schedulers_sqlite_lock_instead_of_failing(tmp_path: Path) -> None:
+    """`airflow backfill create` failed with `database is locked` while the scheduler wrote:
+    with lab_env.airflow_db.ENV (set for this test run as for the compose service) Airflow's
+    connections wait up to a minute, past sqlite3's default of 5 s."""
+    import sqlite3
+    import threading
+    import time
+
+    from airflow.configuration import conf
+    from sqlalchemy import create_engine, text
+
+    connect_args = conf.getimport("database", "sql_alchemy_connect_args")
+    db = tmp_path / "airflow.db"
+    scheduler = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    scheduler.execute("CREATE TABLE dag_run (id INTEGER)")
+    scheduler.execute("BEGIN EXCLUSIVE")  # the scheduler, writing
+    threading.Timer(6, scheduler.execute, ["COMMIT"]).start()
+    engine = create_engine(f"sqlite:///{db}", connect_args=dict(connect_args))
+    began = time.monotonic()
+    with engine.begin() as command:  # `airflow backfill create`, writing too
+        command.execute(text("INSERT INTO dag_run VALUES (1)"))
+    assert time.monotonic() - began > 5
+    assert scheduler.execute("SELECT count(*) FROM dag_run").fetchone() == (1,)

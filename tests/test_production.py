@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from pipeline_runs import assert_same_tables, lab, lab_env_vars
 
+from lab_env import airflow_db
+
 pytestmark = [pytest.mark.notebook, pytest.mark.airflow]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -51,6 +53,7 @@ def test_airflow_dag_test_builds_the_same_tables(reference: Path, tmp_path: Path
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        **airflow_db.ENV,
     }
     airflow = str(Path(sys.executable).with_name("airflow"))
     migrate = subprocess.run(

@@ -88,6 +88,45 @@ def test_the_kernel_process_writes_its_own_output_to_the_log_not_the_terminal(
     assert "cell output" in cell_output and "cell warning" in cell_output  # cells keep theirs
 
 
+def test_spark_temp_folders_of_a_kernel_go_when_it_ends(tmp_path: Path) -> None:
+    """A kernel (and its JVM) is killed after its notebooks, before Spark's exit hooks could
+    clean up: Spark's local folder is the kernel's own scratch folder, deleted with it."""
+    nb = make_notebook(
+        tmp_path / "scratch.ipynb",
+        "import os, pathlib\n"
+        "scratch = pathlib.Path(os.environ['SPARK_LOCAL_DIRS'])\n"
+        "(scratch / 'blockmgr-1').mkdir()\n"
+        "print(scratch)",
+    )
+    out = execute_notebook(nb, tmp_path / "runs" / "scratch.ipynb")
+    scratch = Path("".join(o.get("text", "") for o in out.cells[2].outputs).strip())
+    assert scratch.name.startswith("lab-kernel-") and scratch.parent != tmp_path
+    assert not scratch.exists()
+
+
+@pytest.mark.spark
+def test_the_jvm_of_a_kernel_unpacks_its_native_libraries_into_the_scratch_folder(
+    tmp_path: Path,
+) -> None:
+    """sqlite-jdbc (and snappy, lz4) unpack a native library at every JVM start and delete it
+    at exit, which a killed JVM never reaches: they go in the kernel's scratch folder."""
+    nb = make_notebook(
+        tmp_path / "jvm.ipynb",
+        "import os\n"
+        f"os.environ['LAB_HOME'] = {str(tmp_path / 'lakehouse')!r}\n"
+        "from lab_env.spark import get_spark\n"
+        "spark = get_spark()\n"
+        "spark.sql('SHOW NAMESPACES').collect()  # the catalog's JDBC driver is loaded\n"
+        "tmp = spark.sparkContext._jvm.java.lang.System.getProperty('java.io.tmpdir')\n"
+        "print(tmp, sorted(n for n in os.listdir(tmp) if n.endswith('.so')))",
+    )
+    out = execute_notebook(nb, tmp_path / "runs" / "jvm.ipynb")
+    printed = "".join(o.get("text", "") for o in out.cells[2].outputs).strip()
+    tmp, libraries = printed.split(" ", 1)
+    assert Path(tmp).name.startswith("lab-kernel-") and "libsqlitejdbc.so" in libraries, printed
+    assert not Path(tmp).exists()
+
+
 def test_pipeline_stops_at_a_failure_and_keeps_every_executed_copy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -92,6 +92,17 @@ def test_broker_status_and_one_line_errors(
         broker.bootstrap_servers(fresh_settings)
 
 
+def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The storage tool reads ``-t -AAA...`` as two options: one start in 64 failed so."""
+    import uuid
+
+    drawn = iter([uuid.UUID(bytes=bytes([0xF8]) + bytes(15)), uuid.UUID(int=1)])
+    monkeypatch.setattr(broker.uuid, "uuid4", lambda: next(drawn))
+    cluster_id = broker.new_cluster_id()
+    assert cluster_id == "AAAAAAAAAAAAAAAAAAAAAQ"  # the first draw, "-AAA...", was refused
+    assert len(cluster_id) == 22
+
+
 def test_producer_keys_by_asset_with_event_time_and_faults(kafka: str) -> None:
     settings = load_settings(kafka_topic="produce-test")
     result = produce(settings, count=60, rate=0, start=START, step_ms=STEP_MS,
@@ -272,6 +283,12 @@ def _sink(kind: str):  # type: ignore[no-untyped-def]
     return write_batch
 
 
+def _create_sink(spark) -> None:  # type: ignore[no-untyped-def]
+    """The learner's sink table of 09.2, as the notebook creates it."""
+    spark.sql(f"CREATE TABLE IF NOT EXISTS lake.{SINK} (event_id STRING, asset_id STRING, "
+              "event_time TIMESTAMP, price_usd DOUBLE) USING iceberg")
+
+
 @pytest.mark.spark
 @pytest.mark.parametrize(
     ("kind", "hint"),
@@ -287,8 +304,7 @@ def _sink(kind: str):  # type: ignore[no-untyped-def]
 def test_idempotent_sink_check_names_the_mistake(spark, kind: str, hint: str) -> None:  # type: ignore[no-untyped-def]
     from lab_env.checks.streaming import idempotent_sink
 
-    spark.sql(f"CREATE TABLE IF NOT EXISTS lake.{SINK} (event_id STRING, asset_id STRING, "
-              "event_time TIMESTAMP, price_usd DOUBLE) USING iceberg")
+    _create_sink(spark)
     result = idempotent_sink(_sink(kind), SINK, spark=spark)
     assert not result.passed and hint in result.message, result.message
 
@@ -297,8 +313,7 @@ def test_idempotent_sink_check_names_the_mistake(spark, kind: str, hint: str) ->
 def test_idempotent_sink_check_passes_the_right_answer(spark) -> None:  # type: ignore[no-untyped-def]
     from lab_env.checks.streaming import idempotent_sink
 
-    spark.sql(f"CREATE TABLE IF NOT EXISTS lake.{SINK} (event_id STRING, asset_id STRING, "
-              "event_time TIMESTAMP, price_usd DOUBLE) USING iceberg")
+    _create_sink(spark)
     assert idempotent_sink(_sink("merge"), SINK, spark=spark).passed
 
 

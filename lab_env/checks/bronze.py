@@ -20,9 +20,9 @@ import pyarrow.fs as pafs
 from lab_env.checks import exercise, fail, ok
 from lab_env.checks._core import _Verdict
 from lab_env.config import get_settings
+from lab_env.paths import BRONZE
 from lab_env.storage import ObjectExistsError, RawStore, get_store
 
-BRONZE = "bronze/coincap"
 REJECTED = "bronze/_rejected/coincap"
 META_SUFFIX = ".meta.json"
 META_FIELDS = (

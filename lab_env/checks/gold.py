@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab_env.catalog import get_catalog
 from lab_env.checks._core import _Verdict, exercise, fail, ok, upstream_first
 from lab_env.checks.silver import load_table
 from lab_env.errors import LabError
+from lab_env.paths import GOLD_SQL
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-SQL_DIR = Path(__file__).resolve().parents[2] / "sql" / "gold"
 LOOKBACK_DAYS = 30
 REL_TOL = 1e-9
 KEYS: dict[str, list[str]] = {
@@ -115,13 +114,13 @@ def _recompute(start: dt.date, end: dt.date,
         table = catalog.load_table(name)
         scan = table.scan(row_filter=filters[name]) if name in filters else table.scan()
         scan.to_duckdb(name.replace(".", "_"), connection=con)
-    con.execute((SQL_DIR / "macros.sql").read_text())
-    daily = (SQL_DIR / "fct_asset_daily.sql").read_text()
+    con.execute((GOLD_SQL / "macros.sql").read_text())
+    daily = (GOLD_SQL / "fct_asset_daily.sql").read_text()
     con.execute(f"CREATE OR REPLACE TEMP TABLE fct_asset_daily AS {daily}")
-    marts = {"dim_asset": con.sql((SQL_DIR / "dim_asset.sql").read_text()).to_arrow_table()}
+    marts = {"dim_asset": con.sql((GOLD_SQL / "dim_asset.sql").read_text()).to_arrow_table()}
     for mart in ("fct_asset_daily", "asset_rolling", "daily_rankings"):
         query = ("SELECT * FROM fct_asset_daily" if mart == "fct_asset_daily"
-                 else (SQL_DIR / f"{mart}.sql").read_text())
+                 else (GOLD_SQL / f"{mart}.sql").read_text())
         marts[mart] = con.sql(f"SELECT * FROM ({query}) WHERE trade_date BETWEEN $1 AND $2",
                               params=[start, end]).to_arrow_table()
     con.close()

@@ -27,13 +27,13 @@ from lab_env.checks._core import (
     upstream_first,
 )
 from lab_env.errors import LabError
+from lab_env.paths import BRONZE
 from lab_env.storage import get_store
 
 if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.table import Table
 
-BRONZE = "bronze/coincap"
 NUMBER = re.compile(r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$")
 # The notebook's two exact types, as pyiceberg prints them, and the strings that fit them.
 PRICE = "decimal(38, 24)"

@@ -3,17 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 from pathlib import Path
 
+from lab_env.dates import cli_date
 from lab_env.errors import LabError
-
-
-def _date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-03-31") from None
 
 
 def _cmd_dashboard(args: argparse.Namespace) -> int:
@@ -69,13 +62,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "report", help="write the gold report: one self-contained HTML page")
     report.add_argument("--output", type=Path,
                         help="the file to write (default: report.html in the latest run's folder)")
-    report.add_argument("--day", type=_date, help="the trade day to report (default: the latest)")
+    report.add_argument("--day", type=cli_date,
+                        help="the trade day to report (default: the latest)")
     report.set_defaults(handler=_cmd_report)
 
     exporter = subparsers.add_parser(
         "export", help="export gold as Parquet with a manifest to S3 (credentials: AWS chain)")
     exporter.add_argument("--to", metavar="s3://bucket/prefix",
                           help="where to (default: LAB_EXPORT_TARGET)")
-    exporter.add_argument("--start", type=_date, help="first trade day, YYYY-MM-DD (default: all)")
-    exporter.add_argument("--end", type=_date, help="last trade day, inclusive")
+    exporter.add_argument("--start", type=cli_date,
+                          help="first trade day, YYYY-MM-DD (default: all)")
+    exporter.add_argument("--end", type=cli_date, help="last trade day, inclusive")
     exporter.set_defaults(handler=_cmd_export)

@@ -33,6 +33,7 @@ from urllib.parse import urlparse
 
 from lab_env.config import Settings, get_settings
 from lab_env.dashboard.data import NAMESPACE, TABLES
+from lab_env.dates import check_range
 from lab_env.errors import LabError
 
 if TYPE_CHECKING:
@@ -122,9 +123,8 @@ def export_gold(
 
     settings = settings or get_settings()
     where = target if isinstance(target, Target) else parse_target(target)
-    if start and end and end < start:
-        raise LabError(f"The range {start}..{end} ends before it starts.",
-                       "swap --start and --end.")
+    if start and end:
+        check_range(start, end)
     client = client or s3_client(settings)
     arrow, states = load_tables(settings, namespace)
     old = read_manifest(client, where)

@@ -13,6 +13,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from lab_env.errors import LabError
+from lab_env.paths import BRONZE
 from lab_env.quality.suites import ASSET_FIELDS, HISTORY_FIELDS
 
 if TYPE_CHECKING:
@@ -20,7 +21,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from pyiceberg.catalog import Catalog
 
-BRONZE = "bronze/coincap"
 LOOKBACK_DAYS = 30
 GOLD_TABLES = ("dim_asset", "fct_asset_daily", "asset_rolling", "daily_rankings")
 

@@ -5,7 +5,8 @@ Each gate run gets its own file-mode Great Expectations project in the run's fol
 the Data Docs site under ``data_docs/``, and ``index.html``, a page listing every suite
 with its result and linking to its Data Docs pages. ``report.json`` holds the same for
 programs. Great Expectations' own site index builds its table with scripts from public CDNs;
-its validation pages are plain HTML, and so is ``index.html``, so the report reads offline.
+its validation pages are plain HTML, and so is ``index.html`` (rendered from
+``templates/index.html.j2``, every value escaped), so the report reads offline.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import html
 import json
 import shutil
 from dataclasses import asdict
@@ -27,6 +27,7 @@ from lab_env.quality.suites import CRITICAL, WARNING, load_gx
 if TYPE_CHECKING:
     from lab_env.quality.gate import GateReport
 
+TEMPLATE = Path(__file__).with_name("templates") / "index.html.j2"
 INDEX = "index.html"
 
 
@@ -70,6 +71,8 @@ def _pages(quality_dir: Path, kind: str, suite: str) -> list[Path]:
 
 def build(context: Any, report: GateReport, quality_dir: Path) -> Path:
     """Build the Data Docs and the report page; return the page (``quality/index.html``)."""
+    import jinja2
+
     context.build_data_docs()
     suites: dict[str, list] = {}
     for outcome in report.outcomes:
@@ -77,63 +80,26 @@ def build(context: Any, report: GateReport, quality_dir: Path) -> Path:
     (quality_dir / "report.json").write_text(json.dumps(
         {**asdict(report), "verdict": report.verdict, "blocked": report.blocked}, indent=2,
         default=str) + "\n")
-    esc = html.escape
     rows = []
     for name, outcomes in suites.items():
         crit = sum(1 for o in outcomes if not o.success and o.severity == CRITICAL)
         warn = sum(1 for o in outcomes if not o.success and o.severity == WARNING)
-        status = "Failed" if crit else ("Passed with warnings" if warn else "Passed")
-        css = "failed" if crit else ("warned" if warn else "passed")
-        links = [f'<a href="{p.relative_to(quality_dir)}">results</a>'
-                 for p in _pages(quality_dir, "validations", name)]
-        links += [f'<a href="{p.relative_to(quality_dir)}">expectations</a>'
-                  for p in _pages(quality_dir, "expectations", name)]
-        rows.append(
-            f'<tr class="{css}"><td>{esc(name.split(".")[0])}</td>'
-            f'<td class="suite">{esc(name)}</td><td class="status">{status}</td>'
-            f"<td>{len(outcomes)}</td><td>{crit}</td><td>{warn}</td>"
-            f"<td>{' · '.join(links)}</td></tr>")
-    failed = [
-        f'<tr class="{"failed" if o.severity == CRITICAL else "warned"}"><td>{esc(o.suite)}</td>'
-        f"<td>{esc(o.severity)}</td><td>{esc(o.rule)}</td><td>{esc(o.column)}</td>"
-        f"<td>{esc(o.observed)}</td></tr>"
-        for o in report.failures()
-    ]
-    verdicts = {
-        "BLOCKED": f"Blocked: gold was not published; main is untouched and branch "
-                   f"<code>{esc(report.branch)}</code> keeps the audited data.",
-        "PUBLISHED": f"Published: main of {', '.join(map(esc, report.published))} was "
-                     f"fast-forwarded to the audited branch.",
-        "PASSED": "Passed: nothing was waiting on an audit branch, main was audited as it is.",
-    }
-    audited = ", ".join(f"{esc(t)}@{esc(r)}" for t, r in report.audited.items())
-    page = f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8">
-<title>Quality report: run {esc(report.run_id)}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; margin: 2rem; color: #222; }}
-table {{ border-collapse: collapse; margin: 1rem 0; }}
-th, td {{ border: 1px solid #ccc; padding: .3rem .6rem; text-align: left; }}
-tr.failed td.status, .verdict.BLOCKED {{ color: #b00020; font-weight: bold; }}
-tr.warned td.status {{ color: #a06000; }}
-tr.passed td.status, .verdict.PUBLISHED, .verdict.PASSED {{ color: #1b5e20; }}
-</style></head><body>
-<h1>Quality report: run <code>{esc(report.run_id)}</code></h1>
-<p>Dates {esc(report.start)} .. {esc(report.end)}. Gold audited at: {audited}.</p>
-<p class="verdict {report.verdict}" id="verdict">{verdicts[report.verdict]}</p>
-<p>{esc(report.describe())}</p>
-<h2>Suites</h2>
-<table id="suites"><thead><tr><th>layer</th><th>suite</th><th>result</th><th>expectations</th>
-<th>critical failures</th><th>warnings</th><th>Data Docs</th></tr></thead>
-<tbody>{"".join(rows)}</tbody></table>
-<h2>Failed expectations</h2>
-{"<p>None.</p>" if not failed else
- '<table id="failures"><thead><tr><th>suite</th><th>severity</th><th>rule</th><th>column</th>'
- '<th>found</th></tr></thead><tbody>' + "".join(failed) + "</tbody></table>"}
-<p>Great Expectations' own <a href="data_docs/index.html">Data Docs home</a> lists the same
-validations (its table needs the internet for its scripts).</p>
-</body></html>
-"""
+        links = [{"href": p.relative_to(quality_dir), "label": label}
+                 for kind, label in (("validations", "results"), ("expectations", "expectations"))
+                 for p in _pages(quality_dir, kind, name)]
+        rows.append({
+            "css": "failed" if crit else ("warned" if warn else "passed"),
+            "status": "Failed" if crit else ("Passed with warnings" if warn else "Passed"),
+            "layer": name.split(".")[0], "suite": name, "expectations": len(outcomes),
+            "critical": crit, "warnings": warn, "links": links,
+        })
+    failed = [{"css": "failed" if o.severity == CRITICAL else "warned", "outcome": o}
+              for o in report.failures()]
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True)
+    page = env.from_string(TEMPLATE.read_text(encoding="utf-8")).render(
+        report=report, summary=report.describe(), suites=rows, failures=failed,
+        audited=", ".join(f"{t}@{r}" for t, r in report.audited.items()))
     index = quality_dir / INDEX
     index.write_text(page, encoding="utf-8")
     return index

@@ -17,13 +17,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab_env import jars
+from lab_env import jars, processes
 from lab_env.config import Settings, get_settings
 from lab_env.errors import LabError
 
@@ -130,8 +129,15 @@ def bootstrap_servers(settings: Settings | None = None) -> str:
 
 
 def new_cluster_id() -> str:
-    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (22 characters)."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (22 characters).
+
+    Like Kafka's own ``Uuid.randomUuid``, never one that starts with ``-``: the storage tool
+    would read it as an option (``argument --cluster-id/-t: expected one argument``).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def server_properties(home: Path, port: int, controller_port: int) -> str:
@@ -162,14 +168,6 @@ def server_properties(home: Path, port: int, controller_port: int) -> str:
         "log.segment.bytes": str(16 * 1024 * 1024),
     }
     return "".join(f"{key}={value}\n" for key, value in lines.items())
-
-
-def _die_with_parent() -> None:
-    """In the broker's process before exec: SIGTERM it when the process that started it ends."""
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def start(
@@ -216,7 +214,8 @@ def start(
             stdin=subprocess.DEVNULL,
             cwd=home,
             start_new_session=True,  # Ctrl-C in a notebook or terminal does not reach it
-            preexec_fn=_die_with_parent if tied and sys.platform == "linux" else None,
+            # tied: SIGTERM the broker when the process that started it ends
+            preexec_fn=processes.die_with_parent(signal.SIGTERM) if tied else None,
         )
     state = BrokerState(proc.pid, port, controller_port, cluster_id, time.time())
     _state_file(settings).write_text(json.dumps(asdict(state)))
@@ -278,17 +277,7 @@ def _last_error(log_file: Path) -> str:
 
 def _stop_pid(pid: int, timeout_s: float = 30.0) -> None:
     """SIGTERM (the broker shuts down cleanly), then SIGKILL if it is still there."""
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)  # reap it if we started it
-        if not _is_our_broker(pid):
-            return
-        time.sleep(0.2)
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    processes.stop(pid, lambda: _is_our_broker(pid), timeout_s=timeout_s)
 
 
 def stop(settings: Settings | None = None) -> BrokerState | None:

@@ -1,0 +1,23 @@
+"""Dates from the command line, and date ranges: one parser and one rule for every command."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+from lab_env.errors import LabError
+
+
+def cli_date(text: str) -> dt.date:
+    """An argparse ``type``: ``2025-03-31``, or a usage error that shows the form."""
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-03-31") from None
+
+
+def check_range(start: dt.date, end: dt.date) -> None:
+    """Both days inclusive; a range that ends before it starts is a one-line LabError."""
+    if end < start:
+        raise LabError(f"The range {start}..{end} ends before it starts.",
+                       "swap --start and --end.")

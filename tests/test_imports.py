@@ -1,0 +1,129 @@
+"""The import contract of lab_env: no cycle, and the foundation imports nothing above it.
+
+Read from the source with ``ast``, so an import inside a function counts as much as one at the
+top of a module (that is where cycles hide); imports under ``if TYPE_CHECKING:`` never run and
+are left out.
+"""
+
+from __future__ import annotations
+
+import ast
+import graphlib
+import shutil
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "lab_env"
+
+# What every other module builds on: these import nothing of lab_env but each other.
+FOUNDATION = {
+    "lab_env.errors", "lab_env.config", "lab_env.dates", "lab_env.paths", "lab_env.processes"
+}
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = path.relative_to(root.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _type_checking_only(tree: ast.Module) -> set[int]:
+    """The ids of the nodes inside ``if TYPE_CHECKING:`` blocks."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped |= {id(inner) for statement in node.body for inner in ast.walk(statement)}
+    return skipped
+
+
+def import_graph(root: Path = PACKAGE) -> dict[str, set[str]]:
+    """Each module of the package under ``root`` -> the package's modules it imports at run time."""
+    modules = {_module_name(path, root): path for path in root.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        skipped = _type_checking_only(tree)
+        targets: set[str] = set()
+        for node in ast.walk(tree):
+            if id(node) in skipped:
+                continue
+            if isinstance(node, ast.Import):
+                targets |= {alias.name for alias in node.names}
+            elif isinstance(node, ast.ImportFrom):
+                package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                module = node.module if node.level == 0 else ".".join(
+                    filter(None, (base, node.module)))
+                for alias in node.names:  # `from pkg import module` imports that module
+                    submodule = f"{module}.{alias.name}"
+                    targets.add(submodule if submodule in modules else module)
+        graph[name] = {t for t in targets if t in modules and t != name}
+    return graph
+
+
+def cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle of the graph (first module repeated last), or None."""
+    try:
+        tuple(graphlib.TopologicalSorter(graph).static_order())
+    except graphlib.CycleError as exc:
+        return list(exc.args[1])
+    return None
+
+
+def test_the_package_has_no_import_cycle() -> None:
+    assert cycle(import_graph()) is None
+
+
+def test_the_foundation_imports_nothing_above_it() -> None:
+    graph = import_graph()
+    assert graph.keys() >= FOUNDATION
+    upward = {name: sorted(graph[name] - FOUNDATION) for name in FOUNDATION}
+    assert not any(upward.values()), upward
+
+
+def test_no_module_imports_the_cli() -> None:
+    """The CLI sits on top: it calls into the package, nothing calls back into it."""
+    importers = sorted(name for name, targets in import_graph().items() if "lab_env.cli" in targets)
+    assert importers == [], importers
+
+
+def test_the_contract_catches_a_cycle_hidden_in_a_function(tmp_path: Path) -> None:
+    """The checks fail on a cycle added on purpose, in a copy of the package."""
+    copy = tmp_path / "lab_env"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    config = copy / "config.py"
+    config.write_text(
+        config.read_text(encoding="utf-8")
+        + "\n\ndef _late() -> None:\n    from lab_env.runner import run_pipeline  # noqa: F401\n",
+        encoding="utf-8",
+    )
+    graph = import_graph(copy)
+    found = cycle(graph)
+    assert found is not None and "lab_env.config" in found and "lab_env.runner" in found, found
+    assert "lab_env.runner" in graph["lab_env.config"] - FOUNDATION
+
+
+@pytest.mark.parametrize("guarded", [True, False])
+def test_type_checking_imports_are_left_out(tmp_path: Path, guarded: bool) -> None:
+    copy = tmp_path / "lab_env"
+    copy.mkdir()
+    (copy / "__init__.py").write_text("")
+    (copy / "a.py").write_text("from . import b\n")  # relative imports count too
+    body = "    from lab_env import a\n"
+    (copy / "b.py").write_text(
+        "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n" + body
+        if guarded
+        else "def f() -> None:\n" + body
+    )
+    assert (cycle(import_graph(copy)) is None) is guarded
+
+
+def test_the_code_map_in_the_docs_names_every_module() -> None:
+    """docs/architecture.md's map of lab_env by concern lists every module and package."""
+    text = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    start = text.index("### `lab_env/` by concern")
+    table = text[start : text.index("\n\n", text.index("| --- |", start))]
+    names = [f"`{p.stem}`" for p in PACKAGE.glob("*.py") if p.stem != "__init__"]
+    names += [f"`{p.name}/`" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()]
+    missing = sorted(name for name in names if name not in table)
+    assert not missing, f"not in docs/architecture.md's code map: {missing}"
