@@ -8,7 +8,7 @@ APT := $(shell command -v apt-get 2>/dev/null)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo -n)
 
 .DEFAULT_GOAL := help
-.PHONY: help setup system jars run test lint lock doctor clean
+.PHONY: help setup system jars spark-archive run test lint lock doctor clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -52,7 +52,10 @@ system: ## install the system packages (Java 17 check, Maven for the jars, chrom
 jars: ## fetch the pinned jars (jars/jars.lock) from Maven Central into jars/lib and check their SHA-256
 	jars/fetch.sh
 
-setup: $(STAMP) system jars $(JUPYTER_SETTINGS) ## create .venv and install everything (pinned)
+spark-archive: $(STAMP) jars ## build the Spark driver's class archive (faster Spark starts; kept until a jar or Java changes)
+	$(BIN)/lab spark-archive
+
+setup: $(STAMP) system jars spark-archive $(JUPYTER_SETTINGS) ## create .venv and install everything (pinned)
 
 run: setup ## the main job: bronze -> silver -> gold over the bundled sample range
 	$(BIN)/lab run

@@ -24,10 +24,10 @@ REPO = Path(__file__).resolve().parents[1]
 BARE_SPARK = "from lab_env import get_spark; get_spark().range(1).count()"
 
 
-def timed(args: list[str], home: Path) -> float:
+def timed(args: list[str], home: Path, extra: dict[str, str] | None = None) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")} | {
         "LAB_HOME": str(home)
-    }
+    } | (extra or {})
     began = time.perf_counter()
     done = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - began

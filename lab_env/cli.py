@@ -37,6 +37,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "lab_env.stack",
     "lab_env.streaming.broker",
     "lab_env.streaming.job",
+    "lab_env.spark_archive",
 )
 # Commands that write the lakehouse hold the LAB_HOME lock (lab_env.lock) from the start, so a
 # second one is refused before it prints or starts anything. (A dry run writes nothing.) A command

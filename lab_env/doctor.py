@@ -88,6 +88,26 @@ def check_s3_jars(settings: Settings) -> Check:
     )
 
 
+def check_class_archive(settings: Settings) -> Check:
+    """The Spark class archive: optional (Spark starts without it, only slower)."""
+    from lab_env import spark_archive
+
+    name = "Spark class archive"
+    if not settings.is_local:
+        return Check(name, True, "not used by the compose profile")
+    if not settings.spark_class_archive:
+        return Check(name, True, "off (LAB_SPARK_CLASS_ARCHIVE=false)")
+    try:
+        path = spark_archive.archive_path(settings, jars.spark_jars(settings))
+    except LabError:
+        return Check(name, True, "not checked: a jar is missing (above)", skipped=True)
+    if path is None:
+        return Check(name, True, "not checked: Java is missing (above)", skipped=True)
+    if path.is_file():
+        return Check(name, True, str(path))
+    return Check(name, True, "not built: Spark starts slower; `make spark-archive` builds it")
+
+
 def check_catalog(settings: Settings) -> Check:
     from lab_env.catalog import get_catalog
 
@@ -252,6 +272,7 @@ CHECKS: tuple[Callable[[Settings], Check], ...] = (
     check_iceberg_jar,
     check_sqlite_jdbc,
     check_s3_jars,
+    check_class_archive,
     check_catalog,
     check_tables,
     check_lock,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from lab_env import jars
+from lab_env import jars, spark_archive
 from lab_env.config import Settings, get_settings
 from lab_env.errors import LabError
 
@@ -39,6 +39,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         "spark.driver.memory": settings.spark_driver_memory,
         "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        # collect()/toPandas() hand results to Python over a local socket the JVM closes if
+        # Python has not connected within this time (15 s by default): on a busy laptop that
+        # failed as CANNOT_OPEN_SOCKET ... Connection refused.
+        "spark.python.authenticate.socketTimeout": "120s",
     }
     if settings.wap_branch:
         # Write-audit-publish: tables with write.wap.enabled=true commit to this branch (created
@@ -58,10 +62,13 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             # pyiceberg commits to the same tables: load fresh metadata instead of caching it.
             f"{cat}.cache-enabled": "false",
             "spark.sql.warehouse.dir": str(settings.lab_home / "spark-warehouse"),
-            "spark.driver.extraJavaOptions": (
-                f"-Dderby.system.home={settings.lab_home / 'derby'}"
-                f" -Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}"
-            ),
+            "spark.driver.extraJavaOptions": " ".join(filter(None, (
+                _scratch_tmpdir(),
+                f"-Dderby.system.home={settings.lab_home / 'derby'}",
+                f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}",
+                settings.spark_driver_java_options,
+                spark_archive.driver_options(settings, local_jars),
+            ))),
             "spark.driver.host": "127.0.0.1",
             "spark.driver.bindAddress": "127.0.0.1",
         }
@@ -83,13 +90,28 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             # reaches them through Hadoop, which has no file system for that scheme by default.
             "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
         }
+        if settings.spark_driver_java_options:
+            conf["spark.driver.extraJavaOptions"] = settings.spark_driver_java_options
         if urlparse(settings.spark_master).hostname in ("127.0.0.1", "localhost"):
             # A standalone master on this machine's loopback (`lab stack up`): its executors
             # reach the driver there, and nothing listens beyond this machine.
             conf |= {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
-    if local_jars:
-        conf["spark.jars"] = ",".join(local_jars)
+    if local_jars and settings.spark_master.startswith("local"):
+        # One JVM is both driver and executor: the jars go on its class path as they are.
+        # `spark.jars` would copy all of them (61 MB) into a temp folder per start, which a
+        # JVM killed with its kernel never deletes: a day of test runs filled the disk.
+        conf["spark.driver.extraClassPath"] = os.pathsep.join(local_jars)
+    elif local_jars:
+        conf["spark.jars"] = ",".join(local_jars)  # shipped to the cluster's executors
     return conf
+
+
+def _scratch_tmpdir() -> str:
+    """``-Djava.io.tmpdir`` in Spark's local folder, when one is set (a run's kernel sets one
+    of its own, deleted with it): the native libraries sqlite-jdbc, snappy and lz4 unpack at
+    every JVM start go there too, instead of staying in /tmp after a killed JVM."""
+    local_dirs = os.environ.get("SPARK_LOCAL_DIRS", "")
+    return f"-Djava.io.tmpdir={local_dirs.split(',')[0]}" if local_dirs else ""
 
 
 def check_java() -> str:

@@ -127,6 +127,8 @@ CASES = [
     Case("stack", ("up",), env={"LAB_JARS_DIR": MISSING}, says="make jars"),
     Case("stack", ("up",), env={"JAVA_HOME": MISSING}, says="Java 17"),
     Case("stack", ("up",), home="file", says="is a file"),
+    Case("spark-archive", (), env={"LAB_JARS_DIR": MISSING}, says="make jars"),
+    Case("spark-archive", (), env={"JAVA_HOME": MISSING}, says="Java 17"),
     Case("kafka", ("start", "--port", "BUSY"), says="already in use"),
     Case("kafka", ("start", "--port", "70000"), says="not a TCP port"),
     Case("kafka", ("start",), home="file", says="is a file"),

@@ -17,6 +17,13 @@ from lab_env.spark import spark_conf
 REPO = Path(__file__).resolve().parents[1]
 
 
+def jar_names(conf: dict[str, str]) -> list[str]:
+    """The file names of the jars a Spark conf loads, in order, whichever way it loads them."""
+    paths = conf.get("spark.driver.extraClassPath", "").split(os.pathsep)
+    paths += conf.get("spark.jars", "").split(",")
+    return [Path(path).name for path in paths if path]
+
+
 def test_local_profile_keeps_everything_under_lab_home(fresh_settings: Settings) -> None:
     home = fresh_settings.lab_home
     assert fresh_settings.profile == "local"
@@ -70,10 +77,27 @@ def test_compose_profile_points_every_engine_at_the_services(
     # remove_orphan_files lists s3:// locations through Hadoop: S3A serves that scheme too.
     assert conf["spark.hadoop.fs.s3.impl"] == "org.apache.hadoop.fs.s3a.S3AFileSystem"
     # S3FileIO needs the AWS SDK v2 bundle, S3A needs hadoop-aws: both go to Spark.
-    on_classpath = {Path(jar).name for jar in conf["spark.jars"].split(",")}
+    on_classpath = set(jar_names(conf))
     assert {jars.ICEBERG_JAR_NAME, jars.pin("iceberg-aws-bundle").file_name} <= on_classpath
     assert jars.pin("hadoop-aws").file_name in on_classpath
     assert jars.pin(jars.SQLITE_JDBC).file_name not in on_classpath
+
+
+def test_the_driver_jvm_uses_the_quick_jit_unless_told_otherwise(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LAB_HOME", str(tmp_path / "lakehouse"))
+    options = spark_conf(load_settings())["spark.driver.extraJavaOptions"].split()
+    assert "-XX:TieredStopAtLevel=1" in options
+    # the lab's own options stay whatever the setting says
+    assert any(o.startswith("-Dlog4j2.configurationFile=") for o in options)
+    monkeypatch.setenv("LAB_SPARK_DRIVER_JAVA_OPTIONS", "")
+    options = spark_conf(load_settings())["spark.driver.extraJavaOptions"].split()
+    assert not any(o.startswith("-XX:TieredStopAtLevel") for o in options)
+    assert any(o.startswith("-Dlog4j2.configurationFile=") for o in options)
+    monkeypatch.setenv("LAB_PROFILE", "compose")
+    monkeypatch.setenv("LAB_SPARK_DRIVER_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1")
+    assert spark_conf(load_settings())["spark.driver.extraJavaOptions"] == "-XX:TieredStopAtLevel=1"
 
 
 def test_secrets_stay_out_of_repr(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -95,7 +119,7 @@ def test_jar_override_and_missing_jar(tmp_path: Path) -> None:
     jar.write_bytes(b"PK")
     custom = load_settings(iceberg_jar=jar)
     assert jars.iceberg_jar(custom).path == jar
-    assert jar.as_posix() in spark_conf(custom)["spark.jars"].split(",")
+    assert jar.as_posix() in spark_conf(custom)["spark.driver.extraClassPath"].split(os.pathsep)
     missing = load_settings(iceberg_jar=tmp_path / "nope.jar")
     with pytest.raises(LabError) as info:
         spark_conf(missing)
@@ -149,7 +173,7 @@ def test_local_spark_conf_uses_the_sqlite_catalog(fresh_settings: Settings) -> N
     assert "IcebergSparkSessionExtensions" in conf["spark.sql.extensions"]
     assert conf["spark.ui.enabled"] == "false"
     assert int(conf["spark.sql.shuffle.partitions"]) <= 8
-    on_classpath = [Path(jar).name for jar in conf["spark.jars"].split(",")]
+    on_classpath = jar_names(conf)
     assert on_classpath[:2] == [jars.ICEBERG_JAR_NAME, jars.pin(jars.SQLITE_JDBC).file_name]
     # Spark's Kafka source (M9), never the Kafka broker's own jars.
     assert jars.pin("spark-sql-kafka-0-10_2.12").file_name in on_classpath
@@ -157,3 +181,50 @@ def test_local_spark_conf_uses_the_sqlite_catalog(fresh_settings: Settings) -> N
     # The driver's native libraries are inside its jar: no library path to set.
     assert "spark.driver.extraLibraryPath" not in conf
     assert "spark.jars.packages" not in conf
+
+
+def test_local_spark_puts_the_jars_on_its_class_path_and_a_cluster_gets_them_shipped(
+    fresh_settings: Settings,
+) -> None:
+    """`spark.jars` copies every jar into a temp folder per start (61 MB, never deleted when
+    the JVM is killed with its kernel): a local master loads them where they are instead."""
+    local = spark_conf(fresh_settings)
+    assert "spark.jars" not in local
+    assert jars.ICEBERG_JAR_NAME in jar_names(local)
+    cluster = spark_conf(fresh_settings.model_copy(update={"spark_master": "spark://127.0.0.1:7077"}))
+    assert "spark.driver.extraClassPath" not in cluster
+    assert jar_names(cluster) == jar_names(local)
+
+
+def test_local_spark_maps_the_class_archive_only_when_it_is_there_and_wanted(
+    tmp_path: Path,
+) -> None:
+    """The archive's name is a fingerprint of Java, the class path and the driver options:
+    another jar or option means another name, and a JVM without its archive starts as usual."""
+    from lab_env import spark_archive
+
+    folder = tmp_path / "jars"
+    folder.mkdir()
+    for pin in jars.pins():
+        if jars.KAFKA_BROKER not in pin.profiles:
+            (folder / pin.file_name).symlink_to(REPO / "jars" / "lib" / pin.file_name)
+    settings = load_settings(home=tmp_path / "lakehouse", jars_dir=folder)
+    class_path = jars.spark_jars(settings)
+    path = spark_archive.archive_path(settings, class_path)
+    assert path is not None and path.parent == folder.resolve()
+
+    def options(s: Settings) -> str:
+        return spark_conf(s)["spark.driver.extraJavaOptions"]
+
+    assert "SharedArchiveFile" not in options(settings)  # not built yet
+    path.write_bytes(b"an archive")
+    assert f"-XX:SharedArchiveFile={path}" in options(settings).split()
+    switched_off = settings.model_copy(update={"spark_class_archive": False})
+    assert "SharedArchiveFile" not in options(switched_off)
+    other_options = settings.model_copy(update={"spark_driver_java_options": "-Xss4m"})
+    assert spark_archive.archive_path(other_options, class_path) != path
+    assert "SharedArchiveFile" not in options(other_options)
+    (folder / jars.pin(jars.SQLITE_JDBC).file_name).unlink()
+    (folder / jars.pin(jars.SQLITE_JDBC).file_name).write_bytes(b"PK another build")
+    assert spark_archive.archive_path(settings, jars.spark_jars(settings)) != path
+    assert "SharedArchiveFile" not in options(settings)

@@ -47,6 +47,19 @@ def test_all_good_on_this_machine(tmp_path: Path) -> None:
     ]:
         (line,) = [line for line in result.stdout.splitlines() if f" {piece}: " in line]
         assert f"{jars}/{jar}" in line and "(from Maven Central via `make jars`)" in line, line
+    (line,) = [line for line in result.stdout.splitlines() if " Spark class archive: " in line]
+    assert f"{jars}/spark-classes-" in line, line  # make setup built it
+
+
+def test_a_missing_class_archive_is_a_hint_not_a_failure(tmp_path: Path) -> None:
+    folder = tmp_path / "jars"
+    folder.mkdir()
+    for jar in (REPO / "jars" / "lib").glob("*.jar"):
+        (folder / jar.name).symlink_to(jar)
+    result = doctor(tmp_path, LAB_JARS_DIR=str(folder))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Spark class archive: not built" in result.stdout
+    assert "make spark-archive" in result.stdout
 
 
 def test_an_override_is_reported_as_the_source(tmp_path: Path) -> None:

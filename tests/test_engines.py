@@ -18,6 +18,32 @@ def test_second_call_returns_the_same_session(spark) -> None:  # type: ignore[no
     assert spark.conf.get("spark.sql.defaultCatalog") == "lake"
 
 
+def test_local_spark_maps_the_class_archive_make_setup_built(spark) -> None:  # type: ignore[no-untyped-def]
+    from lab_env import jars, spark_archive
+    from lab_env.config import get_settings
+
+    settings = get_settings()
+    path = spark_archive.archive_path(settings, jars.spark_jars(settings))
+    assert path is not None and path.is_file(), "make setup (make spark-archive) builds it"
+    jvm = spark.sparkContext._jvm
+    runtime = jvm.java.lang.management.ManagementFactory.getRuntimeMXBean()
+    arguments = list(runtime.getInputArguments())
+    assert f"-XX:SharedArchiveFile={path}" in arguments
+    assert "sharing" in jvm.java.lang.System.getProperty("java.vm.info")  # the JVM mapped it
+
+
+def test_local_spark_loads_its_jars_without_copying_them(spark) -> None:  # type: ignore[no-untyped-def]
+    """The catalog's classes load, and the session's file root holds no copy of a jar."""
+    from pathlib import Path
+
+    from pyspark import SparkFiles
+
+    jvm = spark.sparkContext._jvm
+    assert jvm.java.lang.Class.forName("org.apache.iceberg.spark.SparkCatalog").getName()
+    assert spark.sparkContext._jsc.sc().listJars().size() == 0
+    assert not list(Path(SparkFiles.getRootDirectory()).rglob("*.jar"))
+
+
 def test_pyiceberg_reads_what_spark_wrote(spark, catalog) -> None:  # type: ignore[no-untyped-def]
     spark.sql("DROP TABLE IF EXISTS silver.engines_from_spark")
     spark.sql(

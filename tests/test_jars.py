@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from lab_env import jars
-from lab_env.config import PROFILES, REPO_JARS_DIR, Settings, load_settings
+from lab_env.config import PROFILES, Settings, load_settings
 from lab_env.doctor import check_s3_jars
+from lab_env.paths import REPO_JARS_DIR
 from lab_env.spark import spark_conf
 
 REPO = Path(__file__).resolve().parents[1]
