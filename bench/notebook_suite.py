@@ -21,7 +21,8 @@ from pathlib import Path
 import nbformat
 
 from lab_env.config import load_settings
-from lab_env.runner import SOLUTIONS, StepFailed, execute_notebook, kernel_env
+from lab_env.paths import SOLUTIONS
+from lab_env.runner import StepFailed, execute_notebook, kernel_env
 
 
 @dataclass

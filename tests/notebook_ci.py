@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,6 +64,9 @@ def _is_solution_cell(item: pytest.Item) -> bool:
 
 # The module whose tests run the learner notebooks in the states the solutions leave.
 LEARNER_TESTS = "test_notebooks.py"
+# Modules whose tests share no module fixture and each take minutes: one test is a work unit,
+# so the two workers share them instead of one worker running them in a row at the end.
+SPLIT_BY_TEST = ("test_clean_retries.py",)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -74,14 +78,54 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             # ignores (fails, in fact) an output without one: mark it as run, in memory only.
             cell.execution_count = 1
     cells = [item for item in items if _is_solution_cell(item)]
-    if not cells:
-        return
     for item in cells:
         item.add_marker(pytest.mark.notebook)
     cells.sort(key=lambda item: (Path(str(item.path)).name, getattr(item, "cell_num", 0)))
     others = [item for item in items if not _is_solution_cell(item)]
-    items[:] = cells + others
-    config.stash[STATE] = NotebookCI(Path(tempfile.mkdtemp(prefix="lab-notebook-ci-", dir=_kept())))
+    items[:] = longest_units_first(cells + others)
+    if cells:
+        config.stash[STATE] = NotebookCI(
+            Path(tempfile.mkdtemp(prefix="lab-notebook-ci-", dir=_kept()))
+        )
+
+
+# Seconds each work unit took in a quiet run of the suite (2026-12-03, from a junit report;
+# `bench/suite_time.py` lists the slowest tests). xdist hands the units out in collection
+# order, and the collection puts the longest first: the last units to start are short, so the
+# two workers finish together instead of one running the Airflow backfill alone at the end.
+# A unit not listed counts a second per test; in a split module, each test is a unit of its own.
+UNIT_SECONDS = {
+    "notebooks": 570,
+    "tests/test_production.py": 461,
+    "tests/test_backfill.py": 354,
+    "tests/test_silver_gold.py": 310,
+    "tests/test_stack.py": 245,
+    "tests/test_bronze_recovery.py": 209,
+    "tests/test_dbt.py": 192,
+    "tests/test_dashboard.py": 155,
+    "tests/test_quality_e2e.py": 126,
+    "tests/test_metrics.py": 78,
+    "tests/test_quality.py": 75,
+    "tests/test_cli_errors.py": 70,
+    "tests/test_streaming.py": 58,
+}
+SPLIT_TEST_SECONDS = 80  # a clean-retry case: two `lab check`s
+
+
+def longest_units_first(items: list[pytest.Item]) -> list[pytest.Item]:
+    """``items`` ordered by their work unit's expected seconds, longest first; within a unit
+    (and between units of equal weight) the order stays as it was."""
+    units = [work_unit(item.nodeid) for item in items]
+    counts = Counter(units)
+    first = {unit: index for index, unit in reversed(list(enumerate(units)))}
+
+    def seconds(unit: str) -> float:
+        if unit in UNIT_SECONDS:
+            return UNIT_SECONDS[unit]
+        return SPLIT_TEST_SECONDS if "::" in unit else counts[unit]
+
+    order = sorted(range(len(items)), key=lambda i: (-seconds(units[i]), first[units[i]], i))
+    return [items[i] for i in order]
 
 
 # Set, the shared LAB_HOME goes in this folder and stays after the run, for CI to upload what
@@ -101,11 +145,14 @@ def work_unit(nodeid: str) -> str:
 
     The solution cells and the learner-notebook tests share one LAB_HOME and its copies, so
     they form one unit; every other module goes whole to one worker, so its module-scoped
-    fixtures (a LAB_HOME, a run of the pipeline) are built once.
+    fixtures (a LAB_HOME, a run of the pipeline) are built once, except the few modules in
+    ``SPLIT_BY_TEST``, whose long tests share nothing.
     """
     path = nodeid.split("::", 1)[0]
     if path.startswith(f"{SOLUTIONS_DIR.name}/") or path.endswith(f"/{LEARNER_TESTS}"):
         return "notebooks"
+    if path.endswith(tuple(f"/{name}" for name in SPLIT_BY_TEST)):
+        return nodeid
     return path
 
 
@@ -118,6 +165,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
         def _split_scope(self, nodeid: str) -> str:
             return work_unit(nodeid)
 
+    config.option.loadscopereorder = False  # keep the collection's order: longest units first
     return ByWorkUnit(config, log)
 
 

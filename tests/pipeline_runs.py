@@ -62,11 +62,20 @@ def assert_same_tables(left: Path, right: Path) -> None:
 
 
 def free_port() -> int:
-    import socket
+    [port] = free_ports(1)
+    return port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct free ports on 127.0.0.1 (all held open until every one is picked)."""
+    import socket
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in socks:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def airflow_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

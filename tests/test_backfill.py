@@ -11,16 +11,20 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 from pipeline_runs import (
     airflow_cli,
     assert_same_tables,
-    free_port,
+    free_ports,
     lab,
     lab_env_vars,
     stop_group,
 )
+
+from lab_env import airflow_db
 
 pytestmark = [pytest.mark.notebook, pytest.mark.airflow]
 
@@ -28,9 +32,17 @@ BACKFILL = ("2025-02-13", "2025-02-14")
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _get(url: str) -> Any:
+    """The JSON an Airflow API server answers, or None while it cannot answer yet."""
+    try:
+        response = requests.get(url, timeout=10)
+    except requests.ConnectionError:
+        return None
+    return response.json() if response.status_code == 200 else None
+
+
 def test_an_airflow_backfill_builds_the_same_tables_as_lab_run(tmp_path: Path) -> None:
     """`airflow backfill create` over a range, run by a real scheduler, equals `lab run`."""
-    import json
 
     first, last = BACKFILL
     by_lab = tmp_path / "lab-run"
@@ -38,7 +50,7 @@ def test_an_airflow_backfill_builds_the_same_tables_as_lab_run(tmp_path: Path) -
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
     home = tmp_path / "backfill"
-    port = free_port()
+    port, worker_logs, trigger_logs = free_ports(3)
     env = lab_env_vars(home) | {
         "AIRFLOW_HOME": str(tmp_path / "airflow"),
         "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
@@ -46,10 +58,14 @@ def test_an_airflow_backfill_builds_the_same_tables_as_lab_run(tmp_path: Path) -
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(port),
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{port}/execution/",
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_logs),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_logs),
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__CORE__PARALLELISM": "2",
+        # the test reads the runs through the REST API, as a dashboard would: no login here
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        # `backfill create` writes the runs while the scheduler writes: wait for SQLite's lock
+        **airflow_db.ENV,
         # standalone starts its parts as `airflow ...` commands: this venv's, found on PATH
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
@@ -58,12 +74,15 @@ def test_an_airflow_backfill_builds_the_same_tables_as_lab_run(tmp_path: Path) -
         [str(Path(sys.executable).with_name("airflow")), "standalone"],
         env=env, cwd=tmp_path, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
+    # Polled over HTTP: an `airflow` command costs some 4 s of CPU to start, taken from the
+    # scheduler and the tasks it runs.
+    api = f"http://127.0.0.1:{port}/api/v2/dags/lakehouse_daily"
     try:
         deadline = time.monotonic() + 600
-        while "lakehouse_daily" not in airflow_cli(env, "dags", "list").stdout:
+        while _get(api) is None:  # the API is up and the DAG parsed
             said = (tmp_path / "standalone.log").read_text()[-3000:]
             assert standalone.poll() is None and time.monotonic() < deadline, said
-            time.sleep(5)
+            time.sleep(2)
         assert airflow_cli(env, "dags", "unpause", "lakehouse_daily").returncode == 0
         created = airflow_cli(env, "backfill", "create", "--dag-id", "lakehouse_daily",
                               "--from-date", first, "--to-date", last, "--max-active-runs", "1")
@@ -71,13 +90,13 @@ def test_an_airflow_backfill_builds_the_same_tables_as_lab_run(tmp_path: Path) -
 
         deadline = time.monotonic() + 2400
         while True:
-            listed = airflow_cli(env, "dags", "list-runs", "lakehouse_daily", "-o", "json")
-            rows = [line for line in listed.stdout.splitlines() if line.startswith("[")]
-            states = {run["logical_date"][:10]: run["state"] for run in json.loads(rows[0] or "[]")}
+            runs = (_get(f"{api}/dagRuns") or {}).get("dag_runs", [])
+            states = {run["logical_date"][:10]: run["state"] for run in runs}
             if len(states) == 2 and not {"queued", "running"} & set(states.values()):
                 break
+            assert standalone.poll() is None, (tmp_path / "standalone.log").read_text()[-3000:]
             assert time.monotonic() < deadline, f"backfill still running: {states}"
-            time.sleep(15)
+            time.sleep(5)
     finally:
         stop_group(standalone)
         log.close()

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,7 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from lab_env import metrics
 from lab_env.config import Settings, load_settings
 from lab_env.runner import StepResult, TableChange
-from tests.pipeline_runs import REPO, free_port, lab_env_vars
+from tests.pipeline_runs import REPO, free_ports, lab_env_vars
 
 PROMETHEUS_DIR = REPO / "docker" / "prometheus"
 DAY = dt.date(2025, 3, 31)
@@ -116,16 +117,32 @@ def _get(url: str) -> Any:
         return json.loads(response.read())
 
 
-def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+def _listens(process: subprocess.Popen[bytes], port: int) -> bool:
+    """Whether ``process`` itself holds the listening socket on ``port``.
+
+    A 200 on the port is not enough: a port picked free can be taken by another server before
+    ours binds it (ours then exits), and that server would answer in its place.
+    """
+    return any(
+        c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        for c in psutil.Process(process.pid).net_connections("tcp")
+    )
+
+
+def _wait_ready(port: int, process: subprocess.Popen[bytes], log: Path) -> None:
+    """Wait until ``process`` listens on ``port`` and answers ``/-/ready`` there."""
+    url = f"http://127.0.0.1:{port}/-/ready"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
             pytest.fail(f"{process.args[0]} exited: {log.read_text()[-2000:]}")
         try:
-            with urllib.request.urlopen(url, timeout=2):
-                return
+            if _listens(process, port):
+                with urllib.request.urlopen(url, timeout=2):
+                    return
         except OSError:
-            time.sleep(0.3)
+            pass
+        time.sleep(0.3)
     pytest.fail(f"{url} not ready in 60 s: {log.read_text()[-2000:]}")
 
 
@@ -183,7 +200,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     prometheus_bin = binary("prometheus")
     pushgateway_bin = binary("prometheus-pushgateway", "pushgateway")
     root = tmp_path_factory.mktemp("prometheus")
-    push_port, prom_port = free_port(), free_port()
+    push_port, prom_port = free_ports(2)
     # The repository's config, pointed at this Pushgateway and evaluated every second.
     config = yaml.safe_load((PROMETHEUS_DIR / "prometheus.yml").read_text())
     config["global"] = {"scrape_interval": "1s", "evaluation_interval": "1s"}
@@ -197,7 +214,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
             _start([pushgateway_bin, f"--web.listen-address=127.0.0.1:{push_port}"],
                    root / "pushgateway.log")
         )
-        _wait_ready(f"http://127.0.0.1:{push_port}/-/ready", servers[-1], root / "pushgateway.log")
+        _wait_ready(push_port, servers[-1], root / "pushgateway.log")
         servers.append(
             _start(
                 [
@@ -209,7 +226,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
                 root / "prometheus.log",
             )
         )
-        _wait_ready(f"http://127.0.0.1:{prom_port}/-/ready", servers[-1], root / "prometheus.log")
+        _wait_ready(prom_port, servers[-1], root / "prometheus.log")
         yield Prometheus(f"http://127.0.0.1:{prom_port}", f"http://127.0.0.1:{push_port}")
     finally:
         for server in reversed(servers):
@@ -221,6 +238,8 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
 def test_prometheus_reads_back_what_a_real_run_recorded(
     prometheus: Prometheus, tmp_path: Path
 ) -> None:
+    # A fresh Pushgateway: nothing has been pushed before this run.
+    assert _get(f"{prometheus.pushgateway}/api/v1/metrics")["data"] == []
     home = tmp_path / "lakehouse"
     env = lab_env_vars(home) | {"LAB_METRICS_PUSHGATEWAY": prometheus.pushgateway}
     run = subprocess.run(
@@ -271,7 +290,10 @@ def test_prometheus_reads_back_what_a_real_run_recorded(
         "LakehouseGoldStale": "ok",
         "LakehouseQualityGateBlocked": "ok",
     }
-    assert rules["LakehouseQualityGateBlocked"]["state"] == "inactive"
+    assert rules["LakehouseQualityGateBlocked"]["state"] == "inactive", (
+        rules["LakehouseQualityGateBlocked"],
+        prometheus.query("lakehouse_quality_gate_blocked"),
+    )
 
     # A blocked gate, recorded the way the quality step records it: its alert fires.
     folder = Path(summary["folder"])
