@@ -96,6 +96,27 @@ spark.stop()
 """
 
 
+def training_env(settings: Settings, archive: Path, home: Path) -> dict[str, str]:
+    """The environment of the throwaway session that writes ``archive``: a lakehouse of its own
+    in ``home``, and the settings that make the driver's class path and options (the archive
+    is only used by a JVM with the same ones)."""
+    from lab_env.jars import OVERRIDES
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")} | {
+        "LAB_HOME": str(home / "lakehouse"),
+        "LAB_PROFILE": "local",
+        "LAB_JARS_DIR": str(settings.jars_dir),
+        "LAB_SPARK_CLASS_ARCHIVE": "false",
+        "LAB_SPARK_DRIVER_JAVA_OPTIONS":
+            f"{settings.spark_driver_java_options} -XX:ArchiveClassesAtExit={archive} {QUIET}",
+    }
+    for field in OVERRIDES.values():  # a single jar of the user's own (LAB_ICEBERG_JAR, ...)
+        jar = getattr(settings, field)
+        if jar is not None:
+            env[f"LAB_{field.upper()}"] = str(jar)
+    return env
+
+
 def build(
     settings: Settings | None = None, class_path: list[str] | None = None
 ) -> tuple[Path, bool]:
@@ -113,14 +134,8 @@ def build(
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     with tempfile.TemporaryDirectory(prefix="lab-spark-archive-") as home:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")} | {
-            "LAB_HOME": str(Path(home) / "lakehouse"),
-            "LAB_JARS_DIR": str(settings.jars_dir),
-            "LAB_SPARK_CLASS_ARCHIVE": "false",
-            "LAB_SPARK_DRIVER_JAVA_OPTIONS":
-                f"{settings.spark_driver_java_options} -XX:ArchiveClassesAtExit={partial} {QUIET}",
-        }
-        done = subprocess.run([sys.executable, "-c", TRAINING], cwd=home, env=env,
+        done = subprocess.run([sys.executable, "-c", TRAINING], cwd=home,
+                              env=training_env(settings, partial, Path(home)),
                               capture_output=True, text=True, check=False)
     if done.returncode != 0 or not partial.is_file():
         partial.unlink(missing_ok=True)
@@ -135,8 +150,12 @@ def build(
 
 
 def _cmd_build(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if not settings.is_local:
+        print("spark-archive: not used by the compose profile (its Spark has its own image)")
+        return 0
     began = time.perf_counter()
-    path, built = build()
+    path, built = build(settings)
     size = path.stat().st_size / 2**20
     if built:
         print(f"spark-archive: built {path} ({size:.0f} MB) in {time.perf_counter() - began:.0f} s")

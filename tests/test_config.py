@@ -196,6 +196,50 @@ def test_local_spark_puts_the_jars_on_its_class_path_and_a_cluster_gets_them_shi
     assert jar_names(cluster) == jar_names(local)
 
 
+def test_the_class_archive_is_trained_on_the_class_path_its_name_is_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A jar of the user's own (LAB_ICEBERG_JAR) is in the archive's name, so the throwaway
+    session that writes the archive must load that jar too: otherwise every later JVM finds an
+    archive made for another class path and quietly ignores it."""
+    from lab_env import spark_archive
+
+    own_jar = tmp_path / "my-iceberg-runtime.jar"
+    own_jar.write_bytes(b"PK a jar of my own")
+    monkeypatch.setenv("LAB_ICEBERG_JAR", str(own_jar))
+    monkeypatch.setenv("LAB_HOME", str(tmp_path / "my-lakehouse"))
+    settings = load_settings()
+    archive = tmp_path / "archive.jsa"
+    env = spark_archive.training_env(settings, archive, tmp_path / "training")
+
+    for name in [name for name in os.environ if name.startswith("LAB_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    trained = load_settings()
+    assert trained.lab_home == tmp_path / "training" / "lakehouse"  # not the learner's lakehouse
+    assert jars.spark_jars(trained) == jars.spark_jars(settings)
+    assert str(own_jar) in jars.spark_jars(trained)
+    assert trained.spark_driver_java_options.split() == [
+        *settings.spark_driver_java_options.split(),
+        f"-XX:ArchiveClassesAtExit={archive}", *spark_archive.QUIET.split(),
+    ]
+    assert not trained.spark_class_archive
+
+
+def test_the_compose_profile_builds_no_class_archive(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make setup` runs `lab spark-archive` on either profile; compose's Spark is its own."""
+    from lab_env.cli import main
+    from lab_env.config import lab_environment
+
+    with lab_environment(LAB_PROFILE="compose", LAB_JARS_DIR=str(tmp_path)):
+        assert main(["spark-archive"]) == 0
+    assert "not used by the compose profile" in capsys.readouterr().out
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_local_spark_maps_the_class_archive_only_when_it_is_there_and_wanted(
     tmp_path: Path,
 ) -> None:
