@@ -211,8 +211,16 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
     servers = []
     try:
         servers.append(
-            _start([pushgateway_bin, f"--web.listen-address=127.0.0.1:{push_port}"],
-                   root / "pushgateway.log")
+            _start(
+                [
+                    pushgateway_bin,
+                    f"--web.listen-address=127.0.0.1:{push_port}",
+                    # Debian's build persists to /var/lib/prometheus/pushgateway.data by default:
+                    # every instance would start with what earlier runs pushed (a blocked gate).
+                    "--persistence.file=",
+                ],
+                root / "pushgateway.log",
+            )
         )
         _wait_ready(push_port, servers[-1], root / "pushgateway.log")
         servers.append(
@@ -238,7 +246,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Prometheus]
 def test_prometheus_reads_back_what_a_real_run_recorded(
     prometheus: Prometheus, tmp_path: Path
 ) -> None:
-    # A fresh Pushgateway: nothing has been pushed before this run.
+    # A fresh Pushgateway: nothing pushed before this run, none kept from an earlier one.
     assert _get(f"{prometheus.pushgateway}/api/v1/metrics")["data"] == []
     home = tmp_path / "lakehouse"
     env = lab_env_vars(home) | {"LAB_METRICS_PUSHGATEWAY": prometheus.pushgateway}

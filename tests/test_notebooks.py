@@ -31,6 +31,7 @@ from lab_env.checks import CHECK_MARKER
 from lab_env.cli import main
 from lab_env.config import load_settings
 from lab_env.runner import StepFailed, execute_notebook, kernel_env
+from lab_env.streaming import broker
 from tests.notebook_ci import NotebookCI, has_exercises, notebook_ci
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,13 +164,19 @@ def test_learner_notebook_runs_up_to_its_first_stub(
     shutil.rmtree(home)
     shutil.copytree(snapshot, home)
     output = tmp_path / notebook.name
+    settings = load_settings(home=home)
     try:
         # stop at the first error: it must be a stub's, and nothing after it matters
-        with kernel_env(load_settings(home=home)):
+        with kernel_env(settings):
             execute_notebook(notebook, output)
         return
     except StepFailed:
         pass
+    finally:
+        # 09 starts a Kafka broker tied to its kernel, and the stub stops the notebook before the
+        # cell that stops it: the kernel's end sent it SIGTERM, and it may still be shutting down
+        # in this LAB_HOME. Wait for it, or the next test's copy races the broker's last writes.
+        broker.stop(settings)
     executed = nbformat.read(str(output), as_version=4)
     index, error = next(
         (i, out)
