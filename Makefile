@@ -28,13 +28,14 @@ $(VENV)/etc/jupyter/jupyter_server_config.json: jupyter/jupyter_server_config.js
 $(VENV)/share/jupyter/lab/settings/overrides.json: jupyter/overrides.json $(STAMP)
 	mkdir -p $(@D) && cp $< $@
 
-system: ## install the system packages (Java 17 check, Maven for the jars, chromium for the Data Docs test, docker-compose for the static checks, Prometheus and its Pushgateway for the metrics test)
+system: ## install the system packages (Java 17 check, Maven for the jars, chromium for the Data Docs test, docker-compose for the static checks, Prometheus and its Pushgateway for the metrics test, shellcheck for the workflow's scripts)
 	@java -version 2>&1 | grep -q 'version "17' || { echo "Java 17 is needed: sudo apt-get install -y openjdk-17-jre-headless (macOS: brew install openjdk@17)"; exit 1; }
 	@missing=""; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v prometheus-pushgateway >/dev/null || missing="$$missing prometheus-pushgateway"; \
+	command -v shellcheck >/dev/null || missing="$$missing shellcheck"; \
 	{ command -v docker-compose >/dev/null || docker compose version >/dev/null 2>&1; } || missing="$$missing docker-compose"; \
 	if [ -n "$$missing" ]; then \
 	  if [ -n "$(APT)" ] && { [ -z "$(SUDO)" ] || sudo -n true 2>/dev/null; }; then \

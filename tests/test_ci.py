@@ -76,7 +76,8 @@ def test_actionlint_fails_on_a_broken_copy(
     tmp_path: Path, old: str, new: str, finding: str
 ) -> None:
     if finding == "SC2086" and shutil.which("shellcheck") is None:
-        pytest.skip("actionlint checks run: scripts only with shellcheck installed")
+        pytest.fail("actionlint checks the workflow's run: scripts with shellcheck, which is not "
+                    "installed: run `make system` (apt-get install shellcheck).")
     source = WORKFLOW.read_text()
     assert old in source, "the workflow changed: update this test's mistake"
     broken = tmp_path / ".github" / "workflows" / "ci.yml"
