@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 # After SIGKILL a process cannot refuse: this only gives the kernel time to end it.
 KILL_GRACE_S = 5.0
@@ -53,3 +54,24 @@ def stop(pid: int, running: Callable[[], bool], *, group: bool = False,
         deadline = time.monotonic() + KILL_GRACE_S
     with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
+
+
+def identity(pid: int) -> str | None:
+    """Who ``pid`` is: its start time on Linux (a recycled pid gets another one), elsewhere
+    ``"alive"``; None when no such process runs (an exited one waiting to be reaped included)."""
+    if not Path("/proc/self/stat").is_file():  # no /proc (macOS): alive or not is all we know
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return "alive"
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # after the parenthesised command name (which may hold spaces): field 3 the state, 22 the
+    # start time
+    fields = stat.rsplit(")", 1)[1].split()
+    return None if fields[0] == "Z" else fields[19]

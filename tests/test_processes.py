@@ -95,3 +95,17 @@ def test_a_child_tied_to_its_parent_ends_when_the_parent_is_killed(tmp_path: Pat
     while Path(f"/proc/{child}").exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not Path(f"/proc/{child}").exists(), "the orphan outlived its killed parent"
+
+
+def test_identity_tells_a_running_process_from_an_ended_one() -> None:
+    assert processes.identity(os.getpid()) == processes.identity(os.getpid()) is not None
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    alive = processes.identity(child.pid)
+    assert alive is not None or child.poll() is not None
+    deadline = time.monotonic() + 10
+    while processes.identity(child.pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # exited and not yet reaped (a zombie) counts as ended
+    assert processes.identity(child.pid) is None
+    child.wait()
+    assert processes.identity(child.pid) is None

@@ -92,6 +92,35 @@ def test_broker_status_and_one_line_errors(
         broker.bootstrap_servers(fresh_settings)
 
 
+# A "kernel": starts the broker tied to itself, says its pid, and ends at once.
+TIED_START = """
+import sys
+from lab_env.config import load_settings
+from lab_env.streaming import broker
+state, started = broker.start(load_settings(home=sys.argv[1]), tied=True)
+print(state.pid if started else "not started", flush=True)
+"""
+
+
+def test_a_broker_left_by_an_ended_kernel_is_replaced_not_reused(tmp_path: Path) -> None:
+    """Kernel > Restart in 09: the old kernel's tied broker got SIGTERM and is still shutting
+    down when the new kernel's first cell asks for a broker. Reusing it would fail a moment
+    later; the new kernel waits for it to end and starts its own."""
+    home = tmp_path / "lakehouse"
+    kernel = subprocess.run([sys.executable, "-c", TIED_START, str(home)], cwd=REPO,
+                            capture_output=True, text=True, timeout=180, check=False)
+    assert kernel.returncode == 0, kernel.stdout + kernel.stderr
+    old = int(kernel.stdout.split()[-1])
+    settings = load_settings(home=home)
+    state, started = broker.start(settings)
+    try:
+        assert started and state.pid != old, "reused the broker of a kernel that has ended"
+        assert not broker._is_our_broker(old)
+        assert state.owner is None and broker.status(settings) == state
+    finally:
+        broker.stop(settings)
+
+
 def test_a_cluster_id_never_starts_with_a_dash(monkeypatch: pytest.MonkeyPatch) -> None:
     """The storage tool reads ``-t -AAA...`` as two options: one start in 64 failed so."""
     import uuid

@@ -57,10 +57,19 @@ class BrokerState:
     controller_port: int
     cluster_id: str
     started_at: float
+    # A broker tied to the process that started it (a notebook's kernel): that process's pid
+    # and identity (lab_env.processes.identity). None: it runs until `lab kafka stop`.
+    owner: int | None = None
+    owner_identity: str | None = None
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def owner_gone(self) -> bool:
+        """Tied to a process that has ended: the broker got SIGTERM and is shutting down."""
+        return self.owner is not None and processes.identity(self.owner) != self.owner_identity
 
 
 def kafka_home(settings: Settings) -> Path:
@@ -185,6 +194,11 @@ def start(
     if not 0 <= port <= 65535:
         raise LabError(f"Port {port} is not a TCP port.", "use 1-65535, or 0 for any free port.")
     running = status(settings)
+    if running is not None and running.owner_gone:
+        # Kernel > Restart: the old kernel's broker is still shutting down when the new kernel
+        # asks for one. Reusing it would fail a moment later; wait for it, then start anew.
+        _stop_pid(running.pid)
+        running = None
     if running is not None:
         return running, False
     java = check_java()
@@ -217,7 +231,9 @@ def start(
             # tied: SIGTERM the broker when the process that started it ends
             preexec_fn=processes.die_with_parent(signal.SIGTERM) if tied else None,
         )
-    state = BrokerState(proc.pid, port, controller_port, cluster_id, time.time())
+    owner = os.getpid() if tied else None
+    state = BrokerState(proc.pid, port, controller_port, cluster_id, time.time(), owner,
+                        processes.identity(owner) if owner else None)
     _state_file(settings).write_text(json.dumps(asdict(state)))
     offset = log_file.stat().st_size
     deadline = time.monotonic() + timeout_s
