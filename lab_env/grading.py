@@ -333,7 +333,14 @@ def start_of_milestone(
         states.mark_start(settings, milestone_number)
         return "kept state"
     plan = restore_plan(milestone_number, solutions)
-    states.clear(settings)
+    base = None if rebuild else kept_base(settings, milestone_number)
+    if base is None:
+        states.clear(settings)
+    else:
+        # A learner going in order has the start of the milestone before kept: start from it
+        # and run only the solutions after it (they run with the same parameters).
+        states.load(settings, base)
+        plan = [notebook for notebook in plan if int(milestone(notebook)) >= base]
     run_id = f"restore-{new_run_id()}"
     folder = settings.runs_dir / "restore" / run_id
     if plan:
@@ -355,7 +362,20 @@ def start_of_milestone(
         shutil.rmtree(folder, ignore_errors=True)  # the executed copies: nothing to read there
     states.save(settings, milestone_number, run_id)
     states.mark_start(settings, milestone_number)
-    return f"built by {len(plan)} solution notebook(s), kept for next time"
+    since = "" if base is None else f" on the kept start of milestone {base:02d}"
+    return f"built by {len(plan)} solution notebook(s){since}, kept for next time"
+
+
+def kept_base(settings: Settings, milestone_number: int) -> int | None:
+    """The newest kept start of an earlier milestone that a build of ``milestone_number`` can
+    continue from: its solutions ran with the same parameters (None: build from nothing)."""
+    same = restore_parameters(milestone_number, "")
+    for earlier in range(milestone_number - 1, -1, -1):
+        if restore_parameters(earlier, "") != same:
+            return None
+        if states.has_state(settings, earlier):
+            return earlier
+    return None
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:

@@ -154,6 +154,42 @@ def test_restore_runs_earlier_solutions_in_order_except_no_restore(
     assert "[1/2] 01_first.ipynb" in out and "[2/2] 02_second.ipynb" in out
 
 
+def test_a_later_start_is_built_on_the_kept_start_before_it(
+    tmp_path: Path, fresh_settings: Settings, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A learner going in order: the start of 06 is the kept start of 05 plus the 05 solution,
+    not every solution again. Starts built with other parameters (before 04, bronze and silver
+    hold two days, not the whole sample) are never a base for a later one."""
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    writes = textwrap.dedent('''
+        from lab_env.config import get_settings
+        raw = get_settings().lab_home / "raw"  # kept in a start state, with the warehouse
+        raw.mkdir(parents=True, exist_ok=True)
+        with (raw / "restored.txt").open("a") as out:
+            out.write("{name}\\n")
+    ''')
+    for name in ("01_a", "02_b", "03_c", "04_d", "05_e", "06_f"):
+        write_notebook(solutions / f"{name}.ipynb", new_markdown_cell(f"# {name}"),
+                       code(writes.format(name=name[:2])))
+    restored = fresh_settings.lab_home / "raw" / "restored.txt"
+
+    def restore(milestone: int) -> tuple[list[str], str]:
+        capsys.readouterr()
+        assert main(["restore", str(milestone), "--root", str(tmp_path)]) == 0
+        return restored.read_text().split(), " ".join(capsys.readouterr().out.split())
+
+    assert restore(5)[0] == ["01", "02", "03", "04"]
+    ran, out = restore(6)  # on the kept start of 05: only the 05 solution runs
+    assert ran == ["01", "02", "03", "04", "05"]
+    assert "[1/1] 05_e.ipynb" in out and "on the kept start of milestone 05" in out
+    ran, out = restore(3)  # 05 and 06 are later: built from nothing
+    assert ran == ["01", "02"] and "[2/2] 02_b.ipynb" in out
+    ran, out = restore(4)  # 03 was built for two days, 04 needs the whole sample
+    assert ran == ["01", "02", "03"] and "[3/3] 03_c.ipynb" in out
+    assert "kept start" not in out
+
+
 def test_restore_fresh_clears_local_state_but_keeps_progress(
     tmp_path: Path, fresh_settings: Settings
 ) -> None:
