@@ -10,6 +10,7 @@ import nbformat
 import pytest
 
 from lab_env.runner import (
+    LESSON_TAG,
     Step,
     StepFailed,
     execute_notebook,
@@ -18,6 +19,7 @@ from lab_env.runner import (
 )
 
 pytestmark = pytest.mark.notebook
+REPO = Path(__file__).resolve().parents[1]
 
 
 def make_notebook(path: Path, *body: str) -> Path:
@@ -189,3 +191,57 @@ def test_only_a_gold_step_followed_by_the_gate_writes_to_the_audit_branch(
     assert "WAP None" in printed(gated.steps[1].output)  # the gate itself reads, it never writes
     assert "WAP None" in printed(ungated.steps[0].output)  # no gate: gold writes main
     assert "LAB_WAP_BRANCH" not in os.environ
+
+
+def _bound_and_read(source: str) -> tuple[set[str], set[str]]:
+    """The names a cell binds at the notebook's top level, and the names it reads that nothing
+    in the cell binds (a function's own arguments and locals are not read from the notebook)."""
+    import ast
+
+    # IPython's `%magic` and `!shell` lines are not Python
+    tree = ast.parse("\n".join(line for line in source.splitlines()
+                               if not line.lstrip().startswith(("%", "!"))))
+    bound: set[str] = set()
+
+    def top_level(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                bound.add(child.name)
+                continue  # its body's names are its own
+            if isinstance(child, ast.Import | ast.ImportFrom):
+                bound.update((a.asname or a.name).split(".")[0] for a in child.names)
+            elif isinstance(child, ast.Name) and isinstance(child.ctx, ast.Store):
+                bound.add(child.id)
+            if not isinstance(child, ast.Lambda | ast.comprehension):
+                top_level(child)
+
+    top_level(tree)
+    names = [n for n in ast.walk(tree) if isinstance(n, ast.Name)]
+    local = {n.id for n in names if not isinstance(n.ctx, ast.Load)}
+    local |= {a.arg for a in ast.walk(tree) if isinstance(a, ast.arg)}
+    read = {n.id for n in names if isinstance(n.ctx, ast.Load)} - local - bound
+    return bound, read
+
+
+@pytest.mark.parametrize(
+    "notebook", sorted((REPO / "solutions").glob("*.ipynb")), ids=lambda p: p.stem
+)
+def test_a_job_never_reads_a_name_only_a_lesson_cell_defines(notebook: Path) -> None:
+    """Jobs (`lab run`, `lab restore`, the first `lab check` of a milestone) leave the cells
+    tagged `lesson` out: a cell they keep must not need a helper or a value that only a lesson
+    cell defines, or the job fails where the lesson passes (08 did: `lab restore 9` stopped at
+    `NameError: name 'read_marts' is not defined`)."""
+    job_defined: set[str] = set()
+    lesson_only: dict[str, int] = {}
+    problems = []
+    for index, cell in enumerate(nbformat.read(str(notebook), as_version=4).cells):
+        if cell.cell_type != "code":
+            continue
+        bound, read = _bound_and_read(cell.source)
+        if LESSON_TAG in cell.metadata.get("tags", []):
+            lesson_only.update({name: index for name in bound - job_defined})
+            continue
+        problems += [f"cell {index} reads {name!r}, defined only by lesson cell {lesson_only[name]}"
+                     for name in sorted(read - job_defined) if name in lesson_only]
+        job_defined |= bound
+    assert not problems, f"{notebook.name}: " + "; ".join(problems)
