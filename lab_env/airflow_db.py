@@ -4,7 +4,10 @@
 such as `airflow backfill create` writes while the scheduler does; with Python's default wait of
 5 s for the lock, a busy machine saw `sqlite3.OperationalError: database is locked` and the
 command failed. With ``ENV`` set (the compose service and the tests set it), every connection of
-Airflow's waits up to a minute for the lock instead.
+Airflow's waits up to a minute for the lock instead. A transaction that SQLite refuses at once
+rather than letting it wait (waiting could deadlock, or its WAL read snapshot went stale) still
+fails with the same message and nothing committed: run the command again (tests/test_backfill.py
+does). Production Airflow belongs on Postgres, as in the compose stack.
 """
 
 from __future__ import annotations
