@@ -19,8 +19,8 @@ from pathlib import Path
 
 from job_run import BARE_SPARK, load, timed
 
-from lab_env import jars, spark_archive
 from lab_env.config import get_settings
+from lab_env.lake import jars, spark_archive
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,7 +3,7 @@
     .venv/bin/python bench/dbt_build.py [--home DIR] [--day YYYY-MM-DD]
 
 On the lakehouse at ``--home`` (default: LAB_HOME), which must hold silver (``make run`` builds
-the whole sample), it runs, with ``lab_env.dbt.build`` (the code ``lab dbt build`` and the
+the whole sample), it runs, with ``lab_env.jobs.dbt.build`` (the code ``lab dbt build`` and the
 ``dbt`` step run):
 
 1. ``full refresh``: every model rebuilt from every day silver has;
@@ -25,7 +25,7 @@ from pathlib import Path
 import duckdb
 
 from lab_env.config import load_settings
-from lab_env.dbt import DbtRun, build, duckdb_path
+from lab_env.jobs.dbt import DbtRun, build, duckdb_path
 
 
 def rows_read(path: Path) -> int:
@@ -35,7 +35,7 @@ def rows_read(path: Path) -> int:
 
 
 def last_ingest_day(home: Path) -> dt.date:
-    from lab_env.catalog import get_catalog
+    from lab_env.lake.catalog import get_catalog
 
     table = get_catalog(load_settings(home=home)).load_table("silver.asset_prices")
     days = table.scan(selected_fields=("ingest_date",)).to_arrow()["ingest_date"]

@@ -6,8 +6,9 @@
 In a fresh LAB_HOME (a temp folder unless ``--home``), it writes ``--days`` days of bronze for
 ``--assets`` assets, ending 2025-12-31, straight into the bronze contract's layout (one
 ``/assets`` snapshot and one hourly history per asset and day, each with its ``.meta.json``),
-from the walk of :mod:`lab_env.samples`. Then, with ``lab_env.runner.run_pipeline`` (the code
-``lab run`` runs: every step a solution notebook run as a job, all in one kernel):
+from the walk of :mod:`lab_env.source.samples`. Then, with
+``lab_env.jobs.runner.run_pipeline`` (the code ``lab run`` runs: every step a solution notebook
+run as a job, all in one kernel):
 
 1. ``full refresh``: silver and gold rebuilt from every day of bronze but the last (a full
    refresh reads every bronze partition there is, so the last day is not written yet);
@@ -39,9 +40,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lab_env import samples
-from lab_env.runner import RunSummary, run_pipeline, step_named
-from lab_env.storage import RawStore, get_store
+from lab_env.jobs.runner import RunSummary, run_pipeline, step_named
+from lab_env.lake.storage import RawStore, get_store
+from lab_env.source import samples
 
 REPO = Path(__file__).resolve().parents[1]
 DOC = REPO / "docs" / "production.md"
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = {"full-refresh": timed_run("full-refresh", days[0], days[-2], True)}
             writer.write_day(days[-1])
             runs["incremental"] = timed_run("incremental", days[-1], days[-1], False)
-            from lab_env.catalog import get_catalog
+            from lab_env.lake.catalog import get_catalog
 
             price_rows = get_catalog().load_table("silver.asset_prices").scan().count()
         print(f"\n{'run':<14}{'silver s':>10}{'gold s':>10}{'total s':>10}{'rows written':>14}")

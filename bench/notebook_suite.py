@@ -21,8 +21,8 @@ from pathlib import Path
 import nbformat
 
 from lab_env.config import load_settings
+from lab_env.jobs.runner import StepFailed, execute_notebook, kernel_env
 from lab_env.paths import SOLUTIONS
-from lab_env.runner import StepFailed, execute_notebook, kernel_env
 
 
 @dataclass
@@ -49,8 +49,8 @@ def time_notebook(notebook: Path, home: Path, outputs: Path) -> Timing:
     began = time.perf_counter()
     error = ""
     try:
-        with kernel_env(load_settings(home=home)):
-            execute_notebook(notebook, output)
+        with kernel_env(load_settings(home=home)) as env:
+            execute_notebook(notebook, output, env=env)
     except StepFailed as exc:
         error = str(exc)
     seconds = time.perf_counter() - began

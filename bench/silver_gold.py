@@ -72,12 +72,12 @@ def lab_home(home: Path) -> contextlib.AbstractContextManager[None]:
 def ingest_bronze(start: str, end: str) -> None:
     """Run the bronze notebook for ``start``..``end`` against the replay server (untimed)."""
     from lab_env.config import get_settings
-    from lab_env.runner import execute_notebook, kernel_env
+    from lab_env.jobs.runner import execute_notebook, kernel_env
 
     settings = get_settings()
-    with kernel_env(settings, record_progress=False):
+    with kernel_env(settings, record_progress=False) as env:
         execute_notebook(BRONZE_NB, settings.runs_dir / "bench" / BRONZE_NB.name,
-                         {"start_date": start, "end_date": end, "run_id": "bench"})
+                         {"start_date": start, "end_date": end, "run_id": "bench"}, env=env)
 
 
 def run_cells(notebook: Path, params: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +88,7 @@ def run_cells(notebook: Path, params: dict[str, Any]) -> dict[str, Any]:
     """
     import matplotlib
 
-    from lab_env.checks import CHECK_MARKER
+    from lab_env.course.checks import CHECK_MARKER
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -122,7 +122,7 @@ def generate_large_silver() -> int:
     import numpy as np
     import pyarrow as pa
 
-    from lab_env.catalog import get_catalog
+    from lab_env.lake.catalog import get_catalog
 
     catalog = get_catalog()
     rng = np.random.default_rng(20250101)
@@ -214,7 +214,7 @@ def generate_large_silver() -> int:
 
 def gold_files() -> str:
     """Data files per gold table now: how many, and their average size."""
-    from lab_env.catalog import get_catalog
+    from lab_env.lake.catalog import get_catalog
 
     catalog = get_catalog()
     parts = []
@@ -228,7 +228,7 @@ def gold_files() -> str:
 
 def bench(size: str, configs: list[str], home: Path) -> dict[str, Any]:
     """Prepare ``home`` for ``size`` (unless done before), then time silver and gold."""
-    from lab_env.spark import get_spark
+    from lab_env.lake.spark import get_spark
 
     prepared = (home / "catalog.db").is_file()
     with lab_home(home):

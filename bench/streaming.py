@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
                        "LAB_RECORD_PROGRESS": "false"})
     os.environ.setdefault("LAB_SPARK_MASTER", "local[2]")
     from lab_env.config import get_settings
-    from lab_env.spark import get_spark
+    from lab_env.lake.spark import get_spark
     from lab_env.streaming import broker, job
     from lab_env.streaming.produce import ensure_topic, produce
 

@@ -48,8 +48,8 @@ def hello_lakehouse() -> None:
     def doctor() -> dict[str, bool]:
         """Run `lab doctor`'s checks; fail with the first problem's fix."""
         from lab_env.config import get_settings
-        from lab_env.doctor import report, run_checks
         from lab_env.errors import LabError
+        from lab_env.machine.doctor import report, run_checks
 
         settings = get_settings()
         checks = run_checks(settings)
@@ -62,7 +62,7 @@ def hello_lakehouse() -> None:
     @task
     def list_namespaces() -> dict[str, list[str]]:
         """Every namespace of the catalog with its tables."""
-        from lab_env.catalog import get_catalog
+        from lab_env.lake.catalog import get_catalog
 
         catalog = get_catalog()
         found = {

@@ -99,8 +99,8 @@ def _run_layer(name: str, context: dict[str, Any]) -> dict[str, Any]:
     """Execute one layer's notebook for this run and return what it did."""
     from lab_env.config import get_settings
     from lab_env.errors import LabError
-    from lab_env.lock import lakehouse_lock
-    from lab_env.runner import kernel_env, run_folder, run_parameters, run_step, step_named
+    from lab_env.jobs.runner import kernel_env, run_parameters, run_step, step_named
+    from lab_env.lake.lock import lakehouse_lock
 
     settings = get_settings()
     start, end = _window(context)
@@ -113,17 +113,15 @@ def _run_layer(name: str, context: dict[str, Any]) -> dict[str, Any]:
         context["params"].get("assets") or (),
         bool(context["params"].get("evolve_schema")),
     )
-    folder = run_folder(settings, start, end, run_id)
+    folder = settings.run_folder(start, end, run_id)
     # One writer per LAB_HOME: while a `lab run` holds it, the task fails and retries later.
     with (
         lakehouse_lock(settings, run_id, f"lakehouse_daily.{name}"),
-        kernel_env(settings, record_progress=False),
+        kernel_env(settings, record_progress=False) as env,
     ):
-        result = run_step(step_named(name), params, folder, settings)
+        result = run_step(step_named(name), params, folder, settings, env=env)
     if not result.ok:
-        from lab_env.dbt import TESTS_FAILED
-
-        if "QualityGateFailed" in result.error or result.error.startswith(TESTS_FAILED):
+        if result.refused:
             from airflow.sdk.exceptions import AirflowFailException
 
             # Bad data stays bad on a retry: fail now (the alert callback still runs).
@@ -192,8 +190,8 @@ def lakehouse_daily() -> None:
     @task.sensor(poke_interval=10, timeout=600, mode="reschedule")
     def bronze_landed(**context: Any) -> bool:
         """Wait until every day of the window has its bronze asset-list file."""
+        from lab_env.lake.storage import get_store
         from lab_env.paths import BRONZE as BRONZE_PREFIX
-        from lab_env.storage import get_store
 
         start, end = _window(context)
         store = get_store()
@@ -225,11 +223,10 @@ def lakehouse_daily() -> None:
         """Publish the run's gold report (report.html) into the run folder."""
         from lab_env.config import get_settings
         from lab_env.dashboard.report import REPORT, build_report
-        from lab_env.runner import run_folder
 
         settings = get_settings()
         start, end = _window(context)
-        folder = run_folder(settings, start, end, context["run_id"])
+        folder = settings.run_folder(start, end, context["run_id"])
         return str(build_report(folder / REPORT, settings))
 
     @task

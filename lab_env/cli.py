@@ -22,24 +22,24 @@ from lab_env.errors import LabError, one_line
 
 # Each module adds its subcommands with ``register(subparsers)``.
 COMMAND_MODULES: tuple[str, ...] = (
-    "lab_env.doctor",
-    "lab_env.runner",
-    "lab_env.exercises",
-    "lab_env.grading",
-    "lab_env.ingest",
-    "lab_env.replay",
-    "lab_env.lineage",
-    "lab_env.maintain",
+    "lab_env.machine.doctor",
+    "lab_env.jobs.runner",
+    "lab_env.course.exercises",
+    "lab_env.course.grading",
+    "lab_env.jobs.ingest",
+    "lab_env.source.replay",
+    "lab_env.lake.lineage",
+    "lab_env.lake.maintain",
     "lab_env.quality.report",
-    "lab_env.bronze",
-    "lab_env.dbt",
+    "lab_env.jobs.bronze",
+    "lab_env.jobs.dbt",
     "lab_env.dashboard.commands",
-    "lab_env.stack",
+    "lab_env.machine.stack",
     "lab_env.streaming.broker",
     "lab_env.streaming.job",
-    "lab_env.spark_archive",
+    "lab_env.lake.spark_archive",
 )
-# Commands that write the lakehouse hold the LAB_HOME lock (lab_env.lock) from the start, so a
+# Commands that write the lakehouse hold the LAB_HOME lock (lab_env.lake.lock) from the start, so a
 # second one is refused before it prints or starts anything. (A dry run writes nothing.) A command
 # with subcommands says per subcommand with ``writes`` in its defaults.
 WRITERS = frozenset({"run", "ingest", "restore", "maintain"})
@@ -77,7 +77,7 @@ def _writer_lock(
     if not getattr(args, "writes", args.command in WRITERS) or getattr(args, "dry_run", False):
         return contextlib.nullcontext()
     from lab_env.config import get_settings
-    from lab_env.lock import lakehouse_lock
+    from lab_env.lake.lock import lakehouse_lock
 
     return lakehouse_lock(get_settings(), None, shlex.join(["lab", *argv]))
 
@@ -131,8 +131,8 @@ def _translate(exc: BaseException, args: argparse.Namespace | None) -> LabError 
 
 
 def _catalog_error(exc: BaseException) -> LabError:
-    from lab_env.catalog import damaged_catalog, sqlite_reason
     from lab_env.config import get_settings
+    from lab_env.lake.catalog import damaged_catalog, sqlite_reason
 
     reason = sqlite_reason(exc)
     if "locked" in reason or "busy" in reason:
@@ -157,7 +157,7 @@ def _os_error(exc: OSError, args: argparse.Namespace | None) -> LabError:
     if exc.filename and home is not None:
         path = Path(str(exc.filename)).absolute()
         if path == home or home in path.parents or path in home.parents:
-            from lab_env.lock import unusable_home
+            from lab_env.lake.lock import unusable_home
 
             return unusable_home(home, exc)
     return LabError(

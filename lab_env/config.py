@@ -12,6 +12,7 @@ Two profiles share every name below:
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import functools
 import os
 from collections.abc import Iterator
@@ -55,7 +56,7 @@ class Settings(BaseSettings):
     # run is about 4 s faster (docs/production.md). For hours-long jobs on large data, set
     # LAB_SPARK_DRIVER_JAVA_OPTIONS="" to get the JVM's default, peak-speed compiler back.
     spark_driver_java_options: str = "-XX:TieredStopAtLevel=1"
-    # Map Spark's classes from the class archive `make setup` builds (lab_env.spark_archive):
+    # Map Spark's classes from the class archive `make setup` builds (lab_env.lake.spark_archive):
     # local Spark starts in about two thirds of the time. Off, or without the archive, the JVM
     # loads them from the jars.
     spark_class_archive: bool = True
@@ -97,13 +98,13 @@ class Settings(BaseSettings):
     telegram_bot_token: SecretStr | None = Field(default=None, repr=False)
     telegram_chat_id: SecretStr | None = Field(default=None, repr=False)
     telegram_api_url: str = "https://api.telegram.org"
-    # run metrics (lab_env.metrics): always a textfile under LAB_HOME/metrics; also pushed to
+    # run metrics (lab_env.jobs.metrics): always a textfile under LAB_HOME/metrics; also pushed to
     # this Prometheus Pushgateway when set, e.g. http://127.0.0.1:9091
     metrics_pushgateway: str | None = None
     # write-audit-publish: the Iceberg branch Spark writes WAP-enabled tables (gold) to; the
     # runner sets it for the gold step, the quality gate publishes it. Unset: write main.
     wap_branch: str | None = None
-    # one writer per LAB_HOME (lab_env.lock): how long a second writer waits for the first
+    # one writer per LAB_HOME (lab_env.lake.lock): how long a second writer waits for the first
     # before it gives up with a line naming the holder
     lock_wait_s: float = Field(default=5.0, ge=0)
 
@@ -156,6 +157,14 @@ class Settings(BaseSettings):
     def runs_dir(self) -> Path:
         """Executed notebooks and run summaries (always on the machine that runs them)."""
         return self.lab_home / "runs"
+
+    def run_folder(self, start: dt.date, end: dt.date, run_id: str) -> Path:
+        """Where a run keeps its executed notebooks: ``runs/<date or start_end>/<run_id>/``.
+
+        The one rule for every run of steps: ``lab run``, ``lab ingest``, the DAG's tasks.
+        """
+        dates = f"{start}" if start == end else f"{start}_{end}"
+        return self.runs_dir / dates / run_id.replace(":", "-").replace("+", "-")
 
 
 def stack_env_file(home: Path) -> Path:

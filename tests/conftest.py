@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from lab_env import airflow_db
 from lab_env.alerts import Received, local_receiver
 from lab_env.config import Settings, get_settings, load_settings
+from lab_env.jobs import airflow_db
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -55,7 +55,7 @@ def fresh_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 @pytest.fixture(scope="session")
 def spark(lab_home: Path):  # type: ignore[no-untyped-def]
     """The one local Spark session of the test run, with the `lake` Iceberg catalog."""
-    from lab_env.spark import get_spark, stop_spark
+    from lab_env.lake.spark import get_spark, stop_spark
 
     session = get_spark()
     yield session
@@ -65,7 +65,7 @@ def spark(lab_home: Path):  # type: ignore[no-untyped-def]
 @pytest.fixture(scope="session")
 def catalog(lab_home: Path):  # type: ignore[no-untyped-def]
     """The pyiceberg catalog over the session's LAB_HOME, with bronze/silver/gold created."""
-    from lab_env.catalog import ensure_namespaces, get_catalog
+    from lab_env.lake.catalog import ensure_namespaces, get_catalog
 
     cat = get_catalog()
     ensure_namespaces(cat)

@@ -213,7 +213,7 @@ def has_exercises(notebook: Path) -> bool:
     """Whether the notebook has exercise stubs or calls a check (then one must PASS)."""
     import nbformat
 
-    from lab_env import exercises
+    from lab_env.course import exercises
 
     _, stubs = exercises.learner_notebook(notebook)
     cells = nbformat.read(str(notebook), as_version=4).cells

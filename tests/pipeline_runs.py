@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from lab_env.catalog import get_catalog
 from lab_env.config import load_settings
+from lab_env.lake.catalog import get_catalog
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -25,7 +25,7 @@ from pipeline_runs import (
 )
 from tenacity import retry, retry_if_result, stop_after_attempt, wait_fixed
 
-from lab_env import airflow_db
+from lab_env.jobs import airflow_db
 
 pytestmark = [pytest.mark.notebook, pytest.mark.airflow]
 
@@ -51,7 +51,7 @@ def _locked(result: subprocess.CompletedProcess[str]) -> bool:
 def airflow_write(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """An `airflow` command that writes the metadata database while the scheduler writes it.
 
-    The minute's wait for SQLite's lock (lab_env.airflow_db) covers a writer that waits its
+    The minute's wait for SQLite's lock (lab_env.jobs.airflow_db) covers a writer that waits its
     turn. It cannot cover a transaction that SQLite refuses at once instead of letting it wait
     (when waiting could deadlock, or when another commit made its read snapshot stale in WAL
     mode): `backfill create` failed so within a second, with `database is locked`. Nothing of

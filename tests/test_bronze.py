@@ -9,6 +9,7 @@ The checks' wrong-answer tests run in this process on real stores.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import json
 import shutil
@@ -20,14 +21,14 @@ import nbformat
 import pytest
 import requests
 
-from lab_env.checks import CHECK_MARKER, CheckResult
-from lab_env.checks import bronze as checks
 from lab_env.cli import main
-from lab_env.config import Settings, get_settings
-from lab_env.ingest import NOTEBOOK
-from lab_env.replay import ReplayServer
-from lab_env.runner import StepFailed, execute_notebook
-from lab_env.storage import RawStore, get_store
+from lab_env.config import Settings, get_settings, load_settings
+from lab_env.course.checks import CHECK_MARKER, CheckResult
+from lab_env.course.checks import bronze as checks
+from lab_env.jobs.ingest import NOTEBOOK
+from lab_env.jobs.runner import StepFailed, execute_notebook
+from lab_env.lake.storage import RawStore, get_store
+from lab_env.source.replay import ReplayServer
 from tests.mistakes import mistake
 
 KEY = "sk-test-PLANTED-123"
@@ -83,6 +84,17 @@ class Ingested:
         return self.home / "raw"
 
 
+def run_folder(home: Path, start: str, end: str, run_id: str) -> Path:
+    first, last = dt.date.fromisoformat(start), dt.date.fromisoformat(end)
+    return load_settings(home=home).run_folder(first, last, run_id)
+
+
+def bronze_summary(home: Path, start: str, end: str, run_id: str) -> dict[str, Any]:
+    """The summary the bronze notebook wrote into the run's folder (Settings.run_folder)."""
+    folder = run_folder(home, start, end, run_id)
+    return json.loads((folder / "bronze_summary.json").read_text())  # type: ignore[no-any-return]
+
+
 @pytest.fixture(scope="module")
 def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingested]:
     root = tmp_path_factory.mktemp("bronze")
@@ -134,7 +146,7 @@ def test_clean_run_lands_the_contract_layout_and_passes_its_checks(ingested: Ing
         first = json.loads(histories[0].read_bytes())["data"][0]
         assert first["date"].startswith(f"{int(day[-2:]) - 1:02d}T23:00", 8)  # the overlap hour
 
-    summary = json.loads((ingested.home / "runs" / "test-1" / "bronze_summary.json").read_text())
+    summary = bronze_summary(ingested.home, DAYS[0], DAYS[1], "test-1")
     assert summary["days"] == {"done": 2, "skipped": 0, "failed": 0}
     assert summary["objects"]["written"] + summary["objects"]["skipped"] == 42
     assert summary["objects"]["rejected"] == 0
@@ -179,11 +191,12 @@ def test_second_ingest_behind_429_and_500_leaves_bronze_byte_identical(
     assert code == 0, out
     assert file_hashes(ingested.raw) == before
     assert [s.status for s in flaky.requests[:3]] == [429, 500, 200]
-    summary = json.loads((ingested.home / "runs" / "test-2" / "bronze_summary.json").read_text())
+    summary = bronze_summary(ingested.home, DAYS[0], DAYS[1], "test-2")
     assert summary["days"] == {"done": 0, "skipped": 2, "failed": 0}
     assert summary["objects"] == {"written": 0, "skipped": 42, "rejected": 0}
     assert "2 skipped" in out and KEY not in out
-    executed = ingested.home / "runs" / "test-2" / "02_bronze.ipynb"
+    executed = run_folder(ingested.home, DAYS[0], DAYS[1], "test-2") / "02_bronze.ipynb"
+    assert f"executed notebook: {executed}" in out
     assert KEY.encode() not in executed.read_bytes()
 
 
@@ -226,7 +239,7 @@ def test_changed_fields_are_stored_as_received_and_a_cut_payload_is_rejected(
     cut = list(rejected_dir.glob(f"ingest_date={day}/{meta['content_sha256'][:16]}.body"))
     assert meta["reason"].startswith("invalid JSON") and meta["logical_date"] == day
     assert meta["content_sha256"] == hashlib.sha256(cut[0].read_bytes()).hexdigest()
-    summary = json.loads((home / "runs" / "odd" / "bronze_summary.json").read_text())
+    summary = bronze_summary(home, day, day, "odd")
     assert summary["days"]["failed"] == 1 and summary["objects"]["rejected"] == 1
 
 

@@ -22,11 +22,11 @@ from pathlib import Path
 
 import pytest
 
-from lab_env.bronze import RETIRED, answers
-from lab_env.catalog import get_catalog
 from lab_env.config import load_settings
-from lab_env.replay import replay_server
-from lab_env.storage import make_store
+from lab_env.jobs.bronze import RETIRED, answers
+from lab_env.lake.catalog import get_catalog
+from lab_env.lake.storage import make_store
+from lab_env.source.replay import replay_server
 from tests.pipeline_runs import lab
 
 pytestmark = pytest.mark.spark

@@ -115,7 +115,6 @@ def test_the_workflow_runs_make_test_and_make_lint_as_the_readme_says(
 def test_the_artifacts_are_where_the_tests_write_them(workflow: dict[str, Any]) -> None:
     """Executed notebooks and Data Docs land in runs/<dates>/<run_id>/ of each LAB_HOME."""
     from lab_env.config import load_settings
-    from lab_env.runner import run_folder
     from tests.notebook_ci import ARTIFACTS_ENV
 
     steps = workflow["jobs"]["test"]["steps"]
@@ -129,5 +128,6 @@ def test_the_artifacts_are_where_the_tests_write_them(workflow: dict[str, Any]) 
         assert f"{root}/**/runs/**/*.ipynb" in patterns
         assert f"{root}/**/runs/**/quality/**" in patterns
     home = Path("/base/test_x0/lakehouse")
-    folder = run_folder(load_settings(home=home), dt.date(2025, 3, 31), dt.date(2025, 3, 31), "r")
+    day = dt.date(2025, 3, 31)
+    folder = load_settings(home=home).run_folder(day, day, "r")
     assert folder.relative_to(home).parts[0] == "runs"

@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
-from lab_env.catalog import get_catalog
 from lab_env.config import load_settings
+from lab_env.lake.catalog import get_catalog
 from tests.pipeline_runs import REPO, lab
 
 pytestmark = [pytest.mark.notebook, pytest.mark.spark]

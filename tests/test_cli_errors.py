@@ -29,8 +29,8 @@ import pytest
 from lab_env.cli import as_lab_error, build_parser, main
 from lab_env.config import load_settings
 from lab_env.errors import LabError
-from lab_env.lock import INHERITED
-from lab_env.runner import StepFailed
+from lab_env.jobs.runner import StepFailed
+from lab_env.lake.lock import INHERITED
 
 REPO = Path(__file__).resolve().parents[1]
 MISSING = "/nonexistent/lab-test"
@@ -172,7 +172,7 @@ def make_home(kind: str, root: Path, truncated: Path) -> Path:
 
 def truncated_home(root: Path) -> Path:
     """A LAB_HOME whose table silver.t has two commits, the last one's metadata cut short."""
-    from lab_env.catalog import ensure_namespaces, get_catalog
+    from lab_env.lake.catalog import ensure_namespaces, get_catalog
 
     home = root / "truncated"
     catalog = get_catalog(load_settings(home=home))

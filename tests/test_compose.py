@@ -14,10 +14,10 @@ from urllib.parse import urlparse
 import pytest
 import yaml
 
-from lab_env import jars
-from lab_env.catalog import catalog_properties
 from lab_env.config import Settings
-from lab_env.spark import spark_conf
+from lab_env.lake import jars
+from lab_env.lake.catalog import catalog_properties
+from lab_env.lake.spark import spark_conf
 
 REPO = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO / "docker-compose.yml"
@@ -289,7 +289,7 @@ def test_spark_defaults_match_lab_env(
         for key in shared
         if defaults[key].strip() != conf[key]
     }
-    assert not mismatched, f"spark-defaults.conf disagrees with lab_env.spark: {mismatched}"
+    assert not mismatched, f"spark-defaults.conf disagrees with lab_env.lake.spark: {mismatched}"
     assert defaults["spark.master"].strip() == container_settings.spark_master
     # The image puts the jars on Spark's own classpath (see the next test).
     assert "spark.jars" not in defaults and "spark.jars.packages" not in defaults

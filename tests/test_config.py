@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from lab_env import jars
-from lab_env.catalog import catalog_properties
 from lab_env.config import PROFILES, Settings, load_settings
 from lab_env.errors import ConfigError, LabError
-from lab_env.spark import spark_conf
+from lab_env.lake import jars
+from lab_env.lake.catalog import catalog_properties
+from lab_env.lake.spark import spark_conf
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -202,7 +202,7 @@ def test_the_class_archive_is_trained_on_the_class_path_its_name_is_for(
     """A jar of the user's own (LAB_ICEBERG_JAR) is in the archive's name, so the throwaway
     session that writes the archive must load that jar too: otherwise every later JVM finds an
     archive made for another class path and quietly ignores it."""
-    from lab_env import spark_archive
+    from lab_env.lake import spark_archive
 
     own_jar = tmp_path / "my-iceberg-runtime.jar"
     own_jar.write_bytes(b"PK a jar of my own")
@@ -245,7 +245,7 @@ def test_local_spark_maps_the_class_archive_only_when_it_is_there_and_wanted(
 ) -> None:
     """The archive's name is a fingerprint of Java, the class path and the driver options:
     another jar or option means another name, and a JVM without its archive starts as usual."""
-    from lab_env import spark_archive
+    from lab_env.lake import spark_archive
 
     folder = tmp_path / "jars"
     folder.mkdir()

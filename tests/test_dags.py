@@ -215,7 +215,7 @@ def test_export_is_skipped_without_a_target(
 
 def test_airflow_waits_for_the_schedulers_sqlite_lock_instead_of_failing(tmp_path: Path) -> None:
     """`airflow backfill create` failed with `database is locked` while the scheduler wrote:
-    with lab_env.airflow_db.ENV (set for this test run as for the compose service) Airflow's
+    with lab_env.jobs.airflow_db.ENV (set for this test run as for the compose service) Airflow's
     connections wait up to a minute, past sqlite3's default of 5 s."""
     import sqlite3
     import threading

@@ -26,9 +26,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from lab_env.catalog import get_catalog
 from lab_env.config import get_settings, load_settings
 from lab_env.dashboard import data
+from lab_env.lake.catalog import get_catalog
 from tests.pipeline_runs import free_port, lab, lab_env_vars, stop_group
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 from pyiceberg.catalog import Catalog
 
-from lab_env.checks import dashboard
+from lab_env.course.checks import dashboard
 from tests.mistakes import mistake
 
 NAMESPACE = "gold_c10"

@@ -17,9 +17,9 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from lab_env.checks.gold import difference, gold_rows
 from lab_env.config import load_settings
-from lab_env.dbt import TESTS_FAILED, affected_days, duckdb_path, target_dir
+from lab_env.course.checks.gold import difference, gold_rows
+from lab_env.jobs.dbt import TESTS_FAILED, affected_days, duckdb_path, target_dir
 from tests.pipeline_runs import lab
 
 pytestmark = [pytest.mark.spark, pytest.mark.xdist_group("dbt")]

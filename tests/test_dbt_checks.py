@@ -12,7 +12,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from lab_env.checks import dbt as checks
+from lab_env.course.checks import dbt as checks
 from tests.mistakes import mistake
 
 START, END = dt.date(2025, 3, 30), dt.date(2025, 3, 31)

@@ -14,9 +14,9 @@ import pyarrow as pa
 import pytest
 from pyiceberg.table import Table
 
-from lab_env.catalog import ensure_namespaces, get_catalog
 from lab_env.config import load_settings
-from lab_env.lock import lakehouse_lock
+from lab_env.lake.catalog import ensure_namespaces, get_catalog
+from lab_env.lake.lock import lakehouse_lock
 from lab_env.quality.suites import audit_branch
 
 REPO = Path(__file__).resolve().parents[1]

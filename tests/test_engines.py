@@ -8,7 +8,7 @@ import decimal
 import pyarrow as pa
 import pytest
 
-from lab_env.spark import get_spark
+from lab_env.lake.spark import get_spark
 
 pytestmark = pytest.mark.spark
 
@@ -19,8 +19,8 @@ def test_second_call_returns_the_same_session(spark) -> None:  # type: ignore[no
 
 
 def test_local_spark_maps_the_class_archive_make_setup_built(spark) -> None:  # type: ignore[no-untyped-def]
-    from lab_env import jars, spark_archive
     from lab_env.config import get_settings
+    from lab_env.lake import jars, spark_archive
 
     settings = get_settings()
     path = spark_archive.archive_path(settings, jars.spark_jars(settings))

@@ -236,11 +236,11 @@ def test_a_new_source_field_reaches_silver_with_the_rule_on_and_is_kept_in_bronz
     """Bronze and silver (rule off) with the replay server adding a field to every history
     record: silver keeps its columns, says what it skipped, bronze holds the field. Silver again
     with the rule on: the field is a new column, filled for the rows stored by the first run."""
-    from lab_env.catalog import get_catalog
     from lab_env.config import get_settings
-    from lab_env.replay import replay_server
-    from lab_env.runner import Kernel, execute_notebook, kernel_env
-    from lab_env.storage import get_store
+    from lab_env.jobs.runner import Kernel, execute_notebook, kernel_env
+    from lab_env.lake.catalog import get_catalog
+    from lab_env.lake.storage import get_store
+    from lab_env.source.replay import replay_server
 
     monkeypatch.setenv("LAB_HOME", str(tmp_path / "lakehouse"))
     params: dict[str, Any] = {"start_date": DAY, "end_date": DAY}
@@ -248,7 +248,7 @@ def test_a_new_source_field_reaches_silver_with_the_rule_on_and_is_kept_in_bronz
         monkeypatch.setenv("LAB_COINCAP_URL", url)
         get_settings.cache_clear()
         try:
-            with kernel_env(get_settings()), Kernel() as kernel:
+            with kernel_env(get_settings()) as env, Kernel(env=env) as kernel:
                 execute_notebook(REPO / "solutions" / "02_bronze.ipynb", tmp_path / "02.ipynb",
                                  params | {"run_id": "bronze"}, kernel=kernel)
                 off = execute_notebook(REPO / "solutions" / "03_silver.ipynb",

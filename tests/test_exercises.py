@@ -13,9 +13,9 @@ import pytest
 from nbformat.v4 import new_markdown_cell, new_output
 from notebook_builders import code, write_notebook
 
-import lab_env.checks
-from lab_env import exercises
+import lab_env.course.checks
 from lab_env.cli import main
+from lab_env.course import exercises
 from lab_env.errors import LabError
 
 
@@ -44,7 +44,7 @@ def repo(tmp_path: Path) -> Path:
         new_markdown_cell("Why is doubling linear?\n### BEGIN SOLUTION\nBecause 2(a+b) = 2a+2b.\n"
                           "### END SOLUTION\nNext, a check."),
         code('''
-            from lab_env.checks import exercise, ok, fail
+            from lab_env.course.checks import exercise, ok, fail
 
             @exercise("07.4", "double doubles")
             def check_double():
@@ -125,13 +125,14 @@ def test_stub_id_comes_from_a_checks_module_decorator(
     module_dir = tmp_path / "checkmods"
     module_dir.mkdir()
     (module_dir / "demo_layer_ex.py").write_text(textwrap.dedent('''
-        from lab_env.checks import exercise, ok
+        from lab_env.course.checks import exercise, ok
 
         @exercise("05.2", "Rows land")
         def rows_land():
             return ok("fine")
     '''))
-    monkeypatch.setattr(lab_env.checks, "__path__", [*lab_env.checks.__path__, str(module_dir)])
+    checks_package = lab_env.course.checks
+    monkeypatch.setattr(checks_package, "__path__", [*checks_package.__path__, str(module_dir)])
     exercises._module_exercises.cache_clear()
     solution = write_notebook(
         tmp_path / "solutions" / "05_mod.ipynb",

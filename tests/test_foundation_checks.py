@@ -12,9 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from lab_env import jars
-from lab_env.checks import foundation
 from lab_env.config import Settings, get_settings
+from lab_env.course.checks import foundation
+from lab_env.lake import jars
 from tests.mistakes import mistake
 
 ASSETS = [
@@ -133,7 +133,7 @@ def test_iceberg_jar_mistakes(answer, hint: str) -> None:  # type: ignore[no-unt
 
 @mistake("01.1", "forgot-a-layer")
 def test_namespaces_fail_until_every_layer_exists(fresh_settings: Settings) -> None:
-    from lab_env.catalog import get_catalog
+    from lab_env.lake.catalog import get_catalog
 
     first = foundation.namespaces()
     assert not first.passed and "CREATE NAMESPACE IF NOT EXISTS bronze" in first.message
@@ -148,7 +148,7 @@ def test_namespaces_fail_until_every_layer_exists(fresh_settings: Settings) -> N
 
 @mistake("01.1", "misspelt-layer")
 def test_namespaces_fail_on_a_misspelt_layer(fresh_settings: Settings) -> None:
-    from lab_env.catalog import get_catalog
+    from lab_env.lake.catalog import get_catalog
 
     catalog = get_catalog(fresh_settings)
     for name in ("bronze", "silver", "golden"):
@@ -191,7 +191,7 @@ def ipython(spark):  # type: ignore[no-untyped-def]
     from IPython.core.interactiveshell import InteractiveShell
 
     shell = InteractiveShell.instance()
-    shell.user_ns.update(spark=spark, checks=__import__("lab_env.checks").checks)
+    shell.user_ns.update(spark=spark, checks=__import__("lab_env.course.checks").checks)
     yield shell
     InteractiveShell.clear_instance()
 

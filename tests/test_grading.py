@@ -1,10 +1,12 @@
 """``lab check``, ``lab progress`` and ``lab restore`` on tiny notebooks run by a real kernel.
 
-The notebooks define their checks inline with ``lab_env.checks.exercise``, so no Spark starts.
+The notebooks define their checks inline with ``lab_env.course.checks.exercise``, so no Spark
+starts.
 """
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -13,16 +15,16 @@ import pytest
 from nbformat.v4 import new_markdown_cell
 from notebook_builders import code, write_notebook
 
-from lab_env import grading
-from lab_env.checks import load_results
 from lab_env.cli import main
 from lab_env.config import Settings, get_settings, load_settings
-from lab_env.grading import kernel_env
-from lab_env.lock import LOCK_FILE
+from lab_env.course import grading
+from lab_env.course.checks import load_results
+from lab_env.course.grading import kernel_env
+from lab_env.lake.lock import LOCK_FILE
 
 pytestmark = pytest.mark.notebook
 
-CHECK_IMPORT = "from lab_env.checks import exercise, ok, fail"
+CHECK_IMPORT = "from lab_env.course.checks import exercise, ok, fail"
 
 
 def inline_check(exercise_id: str, title: str, condition: str, hint: str, call: str = "") -> str:
@@ -129,7 +131,7 @@ def test_restore_runs_earlier_solutions_in_order_except_no_restore(
         with (home / "restored.txt").open("a") as out:
             out.write("{name}\\n")
 
-        from lab_env.checks import exercise, ok
+        from lab_env.course.checks import exercise, ok
 
         @exercise("{name}.1", "a solution's own check")
         def check():
@@ -199,7 +201,7 @@ def test_restore_fresh_clears_local_state_but_keeps_progress(
     fresh_settings.catalog_db.write_text("")
     (tmp_path / "solutions").mkdir()
     assert main(["restore", "1", "--fresh", "--root", str(tmp_path)]) == 0
-    # the one-writer lock (lab_env/lock.py) stays: it is held while restore runs; and the start
+    # the one-writer lock (lab_env/lake/lock.py) stays: it is held while restore runs; and the start
     # of milestone 01 (nothing, here) is kept for the next restore or check
     assert sorted(p.name for p in home.iterdir() if p.name != LOCK_FILE) == ["progress", "states"]
     assert sorted(p.name for p in (home / "states" / "01").iterdir()) == ["state.json"]
@@ -209,7 +211,7 @@ def test_restore_fresh_clears_local_state_but_keeps_progress(
 def test_kernel_env_points_kernels_at_the_given_lab_home(
     tmp_path: Path, fresh_settings: Settings
 ) -> None:
-    from lab_env.runner import execute_notebook
+    from lab_env.jobs.runner import execute_notebook
 
     notebook = write_notebook(
         tmp_path / "96_where.ipynb",
@@ -218,12 +220,14 @@ def test_kernel_env_points_kernels_at_the_given_lab_home(
              "print('home', get_settings().lab_home)\nprint('url', os.environ['LAB_COINCAP_URL'])"),
     )
     other = load_settings(home=tmp_path / "other")
-    with kernel_env(other):
-        executed = execute_notebook(notebook, tmp_path / "out.ipynb")
+    environ = dict(os.environ)
+    with kernel_env(other) as env:
+        executed = execute_notebook(notebook, tmp_path / "out.ipynb", env=env)
+        assert dict(os.environ) == environ  # handed to the kernel, not set in this process
     printed = executed.cells[1].outputs[0].text
     assert f"home {other.lab_home}\n" in printed
     assert "url http://127.0.0.1:" in printed
-    assert get_settings().lab_home == fresh_settings.lab_home  # the process's settings are back
+    assert get_settings().lab_home == fresh_settings.lab_home
 
 
 def test_a_check_that_fails_again_names_the_earlier_attempt_until_a_reset(
@@ -231,8 +235,8 @@ def test_a_check_that_fails_again_names_the_earlier_attempt_until_a_reset(
 ) -> None:
     """In JupyterLab nothing resets the lakehouse between attempts: a check that fails after an
     earlier failed attempt says what may be left over, and the command that starts clean."""
-    from lab_env import states
-    from lab_env.checks import exercise, fail
+    from lab_env.course import states
+    from lab_env.course.checks import exercise, fail
 
     @exercise("03.1", "Snapshot values are typed exactly")
     def typed() -> object:
@@ -277,8 +281,8 @@ def test_a_kept_state_holds_the_catalog_commits_still_in_its_wal_and_loads_clean
     replayed into the catalog put back (it resurrected tables whose files were gone)."""
     import pyarrow as pa
 
-    from lab_env import states
-    from lab_env.catalog import ensure_namespaces, get_catalog
+    from lab_env.course import states
+    from lab_env.lake.catalog import ensure_namespaces, get_catalog
 
     catalog = get_catalog(fresh_settings)  # stays open, as in `lab check`'s process
     ensure_namespaces(catalog)

@@ -1,4 +1,4 @@
-"""The import contract of lab_env: no cycle, and the foundation imports nothing above it.
+"""The import contract of lab_env: no cycle, and every layer imports only the layers below it.
 
 Read from the source with ``ast``, so an import inside a function counts as much as one at the
 top of a module (that is where cycles hide); imports under ``if TYPE_CHECKING:`` never run and
@@ -18,8 +18,20 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lab_env"
 
 # What every other module builds on: these import nothing of lab_env but each other.
 FOUNDATION = {
-    "lab_env.errors", "lab_env.config", "lab_env.dates", "lab_env.paths", "lab_env.processes"
+    "lab_env.errors", "lab_env.config", "lab_env.dates", "lab_env.paths", "lab_env.processes",
+    "lab_env.alerts",
 }
+# The packages from the bottom up (docs/architecture.md): a module may import its own package
+# and anything on a lower line, never a higher one or a sibling on its own line. `lab_env`
+# itself (what a notebook imports) sits on top with the CLI.
+LAYERS: tuple[frozenset[str], ...] = (
+    frozenset({"foundation"}),
+    frozenset({"lake", "source"}),
+    frozenset({"quality", "streaming", "dashboard"}),
+    frozenset({"jobs"}),
+    frozenset({"course", "machine"}),
+    frozenset({"cli", "lab_env"}),
+)
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -81,6 +93,47 @@ def test_the_foundation_imports_nothing_above_it() -> None:
     assert not any(upward.values()), upward
 
 
+def layer_of(module: str) -> tuple[int, str]:
+    """(height, package) of a module: ``lab_env.lake.spark`` -> (1, "lake")."""
+    if module in FOUNDATION:
+        return 0, "foundation"
+    parts = module.split(".")
+    package = parts[1] if len(parts) > 1 else "lab_env"
+    for height, packages in enumerate(LAYERS):
+        if package in packages:
+            return height, package
+    raise AssertionError(f"{module} is in no layer of tests/test_imports.py's LAYERS")
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Every import that runs to a higher layer, or across to another package of the same one."""
+    found = []
+    for module, targets in sorted(graph.items()):
+        height, package = layer_of(module)
+        for target in sorted(targets):
+            other_height, other = layer_of(target)
+            if other != package and other_height >= height:
+                found.append(f"{module} -> {target}")
+    return found
+
+
+def test_every_layer_imports_only_the_layers_below_it() -> None:
+    assert layer_violations(import_graph()) == []
+
+
+def test_the_contract_catches_an_import_up_the_layers(tmp_path: Path) -> None:
+    """An import from the lake up into jobs, added on purpose in a copy, breaks the contract."""
+    copy = tmp_path / "lab_env"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    catalog = copy / "lake" / "catalog.py"
+    catalog.write_text(
+        catalog.read_text(encoding="utf-8")
+        + "\n\ndef _late() -> None:\n    from lab_env.jobs.runner import Kernel  # noqa: F401\n",
+        encoding="utf-8",
+    )
+    assert layer_violations(import_graph(copy)) == ["lab_env.lake.catalog -> lab_env.jobs.runner"]
+
+
 def test_no_module_imports_the_cli() -> None:
     """The CLI sits on top: it calls into the package, nothing calls back into it."""
     importers = sorted(name for name, targets in import_graph().items() if "lab_env.cli" in targets)
@@ -94,13 +147,14 @@ def test_the_contract_catches_a_cycle_hidden_in_a_function(tmp_path: Path) -> No
     config = copy / "config.py"
     config.write_text(
         config.read_text(encoding="utf-8")
-        + "\n\ndef _late() -> None:\n    from lab_env.runner import run_pipeline  # noqa: F401\n",
+        + "\n\ndef _late() -> None:\n"
+        "    from lab_env.jobs.runner import run_pipeline  # noqa: F401\n",
         encoding="utf-8",
     )
     graph = import_graph(copy)
     found = cycle(graph)
-    assert found is not None and "lab_env.config" in found and "lab_env.runner" in found, found
-    assert "lab_env.runner" in graph["lab_env.config"] - FOUNDATION
+    assert found is not None and "lab_env.config" in found and "lab_env.jobs.runner" in found, found
+    assert "lab_env.jobs.runner" in graph["lab_env.config"] - FOUNDATION
 
 
 @pytest.mark.parametrize("guarded", [True, False])
@@ -123,7 +177,8 @@ def test_the_code_map_in_the_docs_names_every_module() -> None:
     text = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
     start = text.index("### `lab_env/` by concern")
     table = text[start : text.index("\n\n", text.index("| --- |", start))]
-    names = [f"`{p.stem}`" for p in PACKAGE.glob("*.py") if p.stem != "__init__"]
-    names += [f"`{p.name}/`" for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()]
+    names = [f"`{p.stem}`" for p in PACKAGE.rglob("*.py")
+             if p.stem != "__init__" and p.parent.name != "checks"]
+    names += [f"`{p.name}/`" for p in PACKAGE.rglob("*") if (p / "__init__.py").is_file()]
     missing = sorted(name for name in names if name not in table)
     assert not missing, f"not in docs/architecture.md's code map: {missing}"

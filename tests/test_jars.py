@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from lab_env import jars
 from lab_env.config import PROFILES, Settings, load_settings
-from lab_env.doctor import check_s3_jars
+from lab_env.lake import jars
+from lab_env.lake.spark import spark_conf
+from lab_env.machine.doctor import check_s3_jars
 from lab_env.paths import REPO_JARS_DIR
-from lab_env.spark import spark_conf
 
 REPO = Path(__file__).resolve().parents[1]
 FETCH = REPO / "jars" / "fetch.sh"
@@ -122,7 +122,7 @@ def test_jars_on_sparks_own_classpath_are_not_shipped_again(
 COMPOSE_JVM = textwrap.dedent(
     """
     from lab_env.config import get_settings
-    from lab_env.spark import get_spark
+    from lab_env.lake.spark import get_spark
 
     spark = get_spark()
     jvm = spark.sparkContext._jvm

@@ -7,7 +7,7 @@ import pytest
 
 from lab_env.cli import main
 from lab_env.errors import LabError
-from lab_env.lineage import RUN_ID, run_properties, table_lineage, tag_spark_commits
+from lab_env.lake.lineage import RUN_ID, run_properties, table_lineage, tag_spark_commits
 
 
 @pytest.mark.spark

@@ -19,14 +19,14 @@ import pytest
 
 from lab_env.config import load_settings
 from lab_env.errors import LabError
-from lab_env.lock import HOLDER_FILE, INHERITED, LakehouseBusy, lakehouse_lock, read_holder
+from lab_env.lake.lock import HOLDER_FILE, INHERITED, LakehouseBusy, lakehouse_lock, read_holder
 
 REPO = Path(__file__).resolve().parents[1]
 
 HOLD = textwrap.dedent("""
     import sys, time
     from lab_env.config import get_settings
-    from lab_env.lock import lakehouse_lock
+    from lab_env.lake.lock import lakehouse_lock
 
     with lakehouse_lock(get_settings(), sys.argv[1], "lab run --start 2025-03-30"):
         print("held", flush=True)

@@ -18,9 +18,9 @@ from pyiceberg.schema import Schema
 from pyiceberg.transforms import DayTransform
 from pyiceberg.types import DoubleType, LongType, NestedField, StringType, TimestamptzType
 
-from lab_env import maintain
 from lab_env.cli import main
 from lab_env.errors import LabError
+from lab_env.lake import maintain
 from lab_env.quality.suites import audit_branch
 
 APPENDS = 15

@@ -18,8 +18,8 @@ from pyiceberg.table import Table
 from pyiceberg.transforms import BucketTransform, DayTransform
 from pyiceberg.types import DecimalType, NestedField, StringType, TimestamptzType
 
-from lab_env.checks import maintenance
-from lab_env.maintain import table_stats
+from lab_env.course.checks import maintenance
+from lab_env.lake.maintain import table_stats
 from tests.mistakes import mistake
 
 SCHEMA = Schema(

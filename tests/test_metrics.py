@@ -20,9 +20,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from lab_env import metrics
 from lab_env.config import Settings, load_settings
-from lab_env.runner import StepResult, TableChange
+from lab_env.jobs import metrics
+from lab_env.jobs.runner import StepResult, TableChange
 from tests.pipeline_runs import REPO, free_ports, lab_env_vars
 
 PROMETHEUS_DIR = REPO / "docker" / "prometheus"

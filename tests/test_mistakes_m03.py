@@ -16,8 +16,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from lab_env.checks import silver as silver_checks
-from lab_env.checks._core import replay
+from lab_env.course.checks import silver as silver_checks
+from lab_env.course.checks._core import replay
 from tests.mistakes import mistake
 
 pytestmark = pytest.mark.spark

@@ -26,11 +26,11 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lab_env import exercises
-from lab_env.checks import CHECK_MARKER
 from lab_env.cli import main
 from lab_env.config import load_settings
-from lab_env.runner import StepFailed, execute_notebook, kernel_env
+from lab_env.course import exercises
+from lab_env.course.checks import CHECK_MARKER
+from lab_env.jobs.runner import StepFailed, execute_notebook, kernel_env
 from lab_env.streaming import broker
 from tests.notebook_ci import NotebookCI, has_exercises, notebook_ci
 
@@ -63,8 +63,8 @@ class SolutionRuns:
             return self._nbval_result(notebook)
         settings = load_settings(home=self.home)
         try:
-            with kernel_env(settings):
-                return execute_notebook(notebook, self.outputs / notebook.name)
+            with kernel_env(settings) as env:
+                return execute_notebook(notebook, self.outputs / notebook.name, env=env)
         except StepFailed as exc:
             return exc
 
@@ -167,8 +167,8 @@ def test_learner_notebook_runs_up_to_its_first_stub(
     settings = load_settings(home=home)
     try:
         # stop at the first error: it must be a stub's, and nothing after it matters
-        with kernel_env(settings):
-            execute_notebook(notebook, output)
+        with kernel_env(settings) as env:
+            execute_notebook(notebook, output, env=env)
         return
     except StepFailed:
         pass

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from pipeline_runs import assert_same_tables, lab, lab_env_vars
 
-from lab_env import airflow_db
+from lab_env.jobs import airflow_db
 
 pytestmark = [pytest.mark.notebook, pytest.mark.airflow]
 

@@ -18,9 +18,9 @@ import pytest
 from pyiceberg.catalog import Catalog
 from pyiceberg.table import Table
 
-from lab_env.checks import production
-from lab_env.lineage import SnapshotLineage, run_properties, table_lineage
-from lab_env.runner import RunSummary, StepResult, TableChange
+from lab_env.course.checks import production
+from lab_env.jobs.runner import RunSummary, StepResult, TableChange
+from lab_env.lake.lineage import SnapshotLineage, run_properties, table_lineage
 from tests.mistakes import mistake
 
 REPO = Path(__file__).resolve().parents[1]
@@ -140,7 +140,7 @@ TABLES = (SILVER_PROBE, GOLD_PROBE)
 
 
 def right_current_run(table_name: str) -> SnapshotLineage:
-    from lab_env.catalog import get_catalog
+    from lab_env.lake.catalog import get_catalog
 
     current = get_catalog().load_table(table_name).current_snapshot()
     assert current is not None

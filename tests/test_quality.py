@@ -357,7 +357,7 @@ def test_warnings_are_reported_and_do_not_block(
 def test_bronze_suites_catch_unparsable_and_out_of_window_payloads(
     tmp_path: Path, gx_loaded: None
 ) -> None:
-    from lab_env.storage import get_store
+    from lab_env.lake.storage import get_store
 
     day = dt.date(2032, 2, 2)
     store = get_store()
@@ -390,7 +390,7 @@ def test_bronze_audits_the_answer_silver_reads_the_newest_of_each_folder(
     tmp_path: Path, gx_loaded: None
 ) -> None:
     """A day fetched twice keeps both answers; the audit, like silver, reads the newer one."""
-    from lab_env.storage import get_store
+    from lab_env.lake.storage import get_store
 
     store = get_store()
     start = int(dt.datetime(2033, 3, 3, tzinfo=dt.UTC).timestamp() * 1000)
@@ -535,7 +535,7 @@ def _tag(expectation: Any, level: str) -> Any:
 def test_quality_checks_pass_the_right_expectations(
     lake: Callable[..., dict[str, int | None]], catalog: Catalog
 ) -> None:
-    from lab_env.checks import quality
+    from lab_env.course.checks import quality
     from lab_env.quality.suites import load_gx
 
     gxe = load_gx().expectations
@@ -560,7 +560,7 @@ def test_quality_checks_pass_the_right_expectations(
 def test_quality_checks_fail_wrong_expectations_with_a_hint(
     lake: Callable[..., dict[str, int | None]]
 ) -> None:
-    from lab_env.checks import quality
+    from lab_env.course.checks import quality
     from lab_env.quality.suites import load_gx
 
     gxe = load_gx().expectations

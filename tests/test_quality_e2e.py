@@ -19,8 +19,8 @@ from typing import Any
 import pyarrow as pa
 import pytest
 
-from lab_env.catalog import get_catalog
 from lab_env.config import load_settings
+from lab_env.lake.catalog import get_catalog
 from lab_env.quality import audit_branch
 
 pytestmark = [pytest.mark.notebook, pytest.mark.spark]

@@ -17,10 +17,10 @@ from typing import Any
 import pytest
 import requests
 
-from lab_env import samples
 from lab_env.cli import build_parser
 from lab_env.errors import LabError
-from lab_env.replay import Faults, ReplayServer, faults_from_args, replay_server
+from lab_env.source import samples
+from lab_env.source.replay import Faults, ReplayServer, faults_from_args, replay_server
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "sk-test-PLANTED-123"
@@ -41,7 +41,8 @@ def test_samples_are_what_the_generator_writes_from_the_seed(tmp_path: Path) -> 
     for path in written:
         committed = samples.SAMPLES_DIR / path.relative_to(tmp_path)
         assert committed.read_bytes() == path.read_bytes(), (
-            f"{committed} differs from what `python -m lab_env.samples` writes: regenerate it"
+            f"{committed} differs from what `python -m lab_env.source.samples` writes: "
+            "regenerate it"
         )
     size = sum(p.stat().st_size for p in samples.SAMPLES_DIR.rglob("*") if p.is_file())
     assert size < 5_000_000

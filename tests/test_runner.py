@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from lab_env.runner import (
+from lab_env.jobs.runner import (
     LESSON_TAG,
     Step,
     StepFailed,
@@ -116,7 +116,7 @@ def test_the_jvm_of_a_kernel_unpacks_its_native_libraries_into_the_scratch_folde
         tmp_path / "jvm.ipynb",
         "import os\n"
         f"os.environ['LAB_HOME'] = {str(tmp_path / 'lakehouse')!r}\n"
-        "from lab_env.spark import get_spark\n"
+        "from lab_env.lake.spark import get_spark\n"
         "spark = get_spark()\n"
         "spark.sql('SHOW NAMESPACES').collect()  # the catalog's JDBC driver is loaded\n"
         "tmp = spark.sparkContext._jvm.java.lang.System.getProperty('java.io.tmpdir')\n"

@@ -25,13 +25,13 @@ import nbformat
 import pyarrow as pa
 import pytest
 
-from lab_env.catalog import ensure_namespaces, get_catalog
-from lab_env.checks import CHECK_MARKER
-from lab_env.checks import gold as gold_checks
-from lab_env.checks import silver as silver_checks
 from lab_env.config import get_settings
-from lab_env.runner import Kernel, execute_notebook, kernel_env
-from lab_env.storage import get_store
+from lab_env.course.checks import CHECK_MARKER
+from lab_env.course.checks import gold as gold_checks
+from lab_env.course.checks import silver as silver_checks
+from lab_env.jobs.runner import Kernel, execute_notebook, kernel_env
+from lab_env.lake.catalog import ensure_namespaces, get_catalog
+from lab_env.lake.storage import get_store
 from tests.mistakes import mistake
 
 pytestmark = [pytest.mark.notebook, pytest.mark.spark]
@@ -91,7 +91,7 @@ def lake(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lake]:
     get_settings.cache_clear()
     executed: dict[str, nbformat.NotebookNode] = {}
     try:
-        with kernel_env(get_settings()), Kernel() as kernel:
+        with kernel_env(get_settings()) as env, Kernel(env=env) as kernel:
             params = {"start_date": START, "end_date": END, "run_id": "round-1"}
             execute_notebook(BRONZE_NB, root / "02.ipynb", params, kernel=kernel)
             for label, notebook in (("silver-1", SILVER_NB), ("gold-1", GOLD_NB)):
@@ -119,7 +119,7 @@ def job_tables(lake: Lake, tmp_path_factory: pytest.TempPathFactory) -> dict[str
     mp.setenv("LAB_HOME", str(root / "lakehouse"))
     get_settings.cache_clear()
     try:
-        with kernel_env(get_settings()), Kernel() as kernel:
+        with kernel_env(get_settings()) as env, Kernel(env=env) as kernel:
             params = {"start_date": START, "end_date": END, "run_id": "round-1"}
             for notebook in (BRONZE_NB, SILVER_NB, GOLD_NB):
                 execute_notebook(notebook, root / notebook.name, params, job=True, kernel=kernel)

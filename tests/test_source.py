@@ -12,8 +12,8 @@ import pytest
 
 from lab_env.config import Settings
 from lab_env.errors import LabError
-from lab_env.replay import ReplayServer
-from lab_env.source import CoinCapClient, retry_after_seconds
+from lab_env.source.client import CoinCapClient, retry_after_seconds
+from lab_env.source.replay import ReplayServer
 
 KEY = "sk-test-PLANTED-123"
 

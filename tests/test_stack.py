@@ -22,9 +22,9 @@ import pytest
 import yaml
 from pipeline_runs import assert_same_tables, lab, lab_env_vars, tables
 
-from lab_env import stack as native
 from lab_env.config import load_settings, stack_env_file
 from lab_env.errors import LabError
+from lab_env.machine import stack as native
 
 pytestmark = [pytest.mark.compose, pytest.mark.spark]
 

@@ -164,7 +164,7 @@ def run_job(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
 
 
 def raw_rows(settings: Settings) -> list[dict]:
-    from lab_env.catalog import get_catalog
+    from lab_env.lake.catalog import get_catalog
 
     try:
         table = get_catalog(settings).load_table("bronze.stream_ticks")
@@ -217,7 +217,7 @@ def test_kill_9_mid_run_then_restart_loses_and_duplicates_nothing(
     assert again.late_rows_dropped == 5
     assert again.watermark is not None
     watermark = dt.datetime.fromisoformat(again.watermark.replace("Z", "+00:00"))
-    from lab_env.catalog import get_catalog
+    from lab_env.lake.catalog import get_catalog
 
     gold = get_catalog(settings).load_table("gold.stream_prices_1m").scan().to_arrow().to_pylist()
     got = {(r["window_start"], r["asset_id"]): (r["ticks"], r["min_price_usd"],
@@ -281,14 +281,14 @@ def _lag_variant(kind: str):  # type: ignore[no-untyped-def]
     ],
 )
 def test_consumer_lag_check_names_the_mistake(kafka: str, kind: str, hint: str) -> None:
-    from lab_env.checks.streaming import consumer_lag
+    from lab_env.course.checks.streaming import consumer_lag
 
     result = consumer_lag(_lag_variant(kind), bootstrap=kafka)
     assert not result.passed and hint in result.message, result.message
 
 
 def test_consumer_lag_check_passes_the_right_answer(kafka: str) -> None:
-    from lab_env.checks.streaming import consumer_lag
+    from lab_env.course.checks.streaming import consumer_lag
 
     assert consumer_lag(_lag_right, bootstrap=kafka).passed
 
@@ -331,7 +331,7 @@ def _create_sink(spark) -> None:  # type: ignore[no-untyped-def]
     ],
 )
 def test_idempotent_sink_check_names_the_mistake(spark, kind: str, hint: str) -> None:  # type: ignore[no-untyped-def]
-    from lab_env.checks.streaming import idempotent_sink
+    from lab_env.course.checks.streaming import idempotent_sink
 
     _create_sink(spark)
     result = idempotent_sink(_sink(kind), SINK, spark=spark)
@@ -340,7 +340,7 @@ def test_idempotent_sink_check_names_the_mistake(spark, kind: str, hint: str) ->
 
 @pytest.mark.spark
 def test_idempotent_sink_check_passes_the_right_answer(spark) -> None:  # type: ignore[no-untyped-def]
-    from lab_env.checks.streaming import idempotent_sink
+    from lab_env.course.checks.streaming import idempotent_sink
 
     _create_sink(spark)
     assert idempotent_sink(_sink("merge"), SINK, spark=spark).passed
@@ -378,7 +378,7 @@ def _windows(kind: str):  # type: ignore[no-untyped-def]
     ],
 )
 def test_event_time_windows_check_names_the_mistake(spark, kind: str, hint: str) -> None:  # type: ignore[no-untyped-def]
-    from lab_env.checks.streaming import event_time_windows
+    from lab_env.course.checks.streaming import event_time_windows
 
     result = event_time_windows(_windows(kind), spark=spark)
     assert not result.passed and hint in result.message, result.message
@@ -386,6 +386,6 @@ def test_event_time_windows_check_names_the_mistake(spark, kind: str, hint: str)
 
 @pytest.mark.spark
 def test_event_time_windows_check_passes_the_right_answer(spark) -> None:  # type: ignore[no-untyped-def]
-    from lab_env.checks.streaming import event_time_windows
+    from lab_env.course.checks.streaming import event_time_windows
 
     assert event_time_windows(_windows("right"), spark=spark).passed

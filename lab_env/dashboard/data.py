@@ -113,7 +113,7 @@ def open_gold(settings: Settings | None = None, namespace: str = NAMESPACE) -> G
 
 
 def _catalog(settings: Settings) -> Any:
-    from lab_env.catalog import get_catalog
+    from lab_env.lake.catalog import get_catalog
 
     return get_catalog(settings)
 

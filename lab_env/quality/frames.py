@@ -90,7 +90,7 @@ def bronze_frames(start: dt.date, end: dt.date, store: Any = None) -> dict[str, 
     """One row per current /assets response, per current history response, and per point."""
     import pandas as pd
 
-    from lab_env.storage import get_store
+    from lab_env.lake.storage import get_store
 
     store = store or get_store()
     rows: dict[str, list[dict]] = {"assets": [], "asset_history": []}

@@ -259,7 +259,7 @@ def run_gate(
     ``silver``/``gold`` name the namespaces (tests use their own).
     """
     from lab_env.alerts import send_alert
-    from lab_env.catalog import get_catalog
+    from lab_env.lake.catalog import get_catalog
     from lab_env.quality import report as reporting
 
     first = dt.date.fromisoformat(str(start))

@@ -33,9 +33,7 @@ INDEX = "index.html"
 
 def quality_folder(start: dt.date, end: dt.date, run_id: str, folder: Path | None = None) -> Path:
     """``<run folder>/quality``: where a run's Data Docs and report live."""
-    from lab_env.runner import run_folder
-
-    return (folder or run_folder(get_settings(), start, end, run_id)) / "quality"
+    return (folder or get_settings().run_folder(start, end, run_id)) / "quality"
 
 
 def new_context(quality_dir: Path) -> Any:

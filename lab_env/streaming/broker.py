@@ -23,9 +23,10 @@ import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from lab_env import jars, processes
+from lab_env import processes
 from lab_env.config import Settings, get_settings
 from lab_env.errors import LabError
+from lab_env.lake import jars
 
 MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
@@ -217,7 +218,7 @@ def start(
     ``tied``: the broker stops when this process ends (Linux), e.g. with a notebook's kernel,
     even if the notebook stops before its last cell.
     """
-    from lab_env.spark import check_java
+    from lab_env.lake.spark import check_java
 
     settings = settings or get_settings()
     if not 0 <= port <= 65535:

@@ -198,7 +198,7 @@ def run(
     on_progress: Callable[[str], None] | None = None,
 ) -> StreamRun:
     """Run the job: until the topic is read (``live=False``), or for ``seconds`` / until Ctrl-C."""
-    from lab_env.spark import get_spark
+    from lab_env.lake.spark import get_spark
 
     settings = settings or get_settings()
     bootstrap_servers(settings)  # no broker: say so before Spark starts

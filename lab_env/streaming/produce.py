@@ -22,9 +22,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from lab_env import samples
 from lab_env.config import Settings, get_settings
 from lab_env.errors import LabError
+from lab_env.source import samples
 from lab_env.streaming.broker import DEFAULT_PARTITIONS, bootstrap_servers
 
 

@@ -1,0 +1,2 @@
+"""The course: the learner's notebooks (``exercises``), ``lab check`` and ``lab restore``
+(``grading``, over the kept ``states``), and one module of ``checks`` per milestone."""

@@ -1,0 +1,443 @@
+"""The learner's self-grading: ``lab check``, ``lab progress`` and ``lab restore``.
+
+``lab check notebooks/NN_topic.ipynb`` runs the notebook (errors allowed, so one unwritten
+exercise does not hide the checks after it) and reads the verdicts from what its check cells
+printed: the ``[check] <id> PASS|FAIL`` lines of :mod:`lab_env.course.checks`, and which cells
+raised.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lab_env.config import Settings, get_settings
+from lab_env.course import states
+from lab_env.course.checks import CHECK_MARKER, load_results
+from lab_env.course.checks._core import progress_file
+from lab_env.course.exercises import (
+    REPO,
+    check_titles,
+    checked_exercises,
+    milestone,
+    stub_exercises,
+)
+from lab_env.errors import LabError
+from lab_env.jobs.runner import kernel_env
+from lab_env.source.samples import SAMPLE_START
+
+if TYPE_CHECKING:
+    import nbformat
+    from rich.console import Console
+
+PASSED = "passed"
+FAILED = "failed"
+NOT_ATTEMPTED = "not attempted"
+NO_RESTORE_TAG = "no-restore"
+# What lab_env.course.checks prints when the learner's function is still the stub.
+_NOT_WRITTEN = "this exercise is not written yet"
+_CHECK_LINE = re.compile(
+    rf"^{re.escape(CHECK_MARKER)} (?P<id>\S+) (?P<verdict>PASS|FAIL) (?:[^\w\s]+ )?(?P<rest>.*)$"
+)
+_STUB_ERROR = re.compile(r"^Exercise (?P<id>[\w.-]+):")
+
+
+@dataclass(frozen=True)
+class ExerciseResult:
+    """One row of ``lab check``: an exercise and how the learner's attempt stands."""
+
+    exercise: str
+    title: str
+    status: str  # PASSED, FAILED or NOT_ATTEMPTED
+    detail: str  # the check's message, the hint, or why it counts as not attempted
+
+
+@dataclass
+class _Seen:
+    title: str = ""
+    verdict: tuple[bool, str] | None = None  # the last check line: passed, message
+    stub_left: bool = False  # the generated stub is still in the notebook, or raised in this run
+    cell_error: str = ""  # the error of a check cell that printed no verdict
+    check_ran: bool = False
+
+
+def _stdout(cell: nbformat.NotebookNode) -> str:
+    return "".join(
+        out.get("text", "") for out in cell.get("outputs", []) if out.output_type == "stream"
+    )
+
+
+def _error(cell: nbformat.NotebookNode) -> tuple[str, str] | None:
+    for out in cell.get("outputs", []):
+        if out.output_type == "error":
+            return out.get("ename", ""), out.get("evalue", "")
+    return None
+
+
+def grade(nb: nbformat.NotebookNode) -> list[ExerciseResult]:
+    """The result of every exercise in an executed learner notebook, in notebook order."""
+    seen: dict[str, _Seen] = {}
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        checked = checked_exercises(cell.source)
+        for exercise_id in stub_exercises(cell.source):
+            seen.setdefault(exercise_id, _Seen()).stub_left = True
+        for exercise_id in checked:
+            seen.setdefault(exercise_id, _Seen())
+        for exercise_id, title in check_titles(cell.source).items():
+            seen[exercise_id].title = title
+        printed = set()
+        for line in _stdout(cell).splitlines():
+            match = _CHECK_LINE.match(line.strip())
+            if not match:
+                continue
+            title, _, message = match["rest"].partition(": ")
+            entry = seen.setdefault(match["id"], _Seen())
+            entry.title = title
+            entry.verdict = (match["verdict"] == "PASS", message)
+            printed.add(match["id"])
+        ran = cell.get("execution_count") is not None or bool(cell.get("outputs"))
+        error = _error(cell)
+        if error and error[0] == "NotImplementedError" and (stub := _STUB_ERROR.match(error[1])):
+            seen.setdefault(stub["id"], _Seen()).stub_left = True
+        for exercise_id in checked:
+            seen[exercise_id].check_ran |= ran
+            if error and exercise_id not in printed:
+                seen[exercise_id].cell_error = f"{error[0]}: {error[1]}".strip()
+    return [_verdict(exercise_id, entry) for exercise_id, entry in seen.items()]
+
+
+def _verdict(exercise_id: str, seen: _Seen) -> ExerciseResult:
+    def row(status: str, detail: str) -> ExerciseResult:
+        return ExerciseResult(exercise_id, seen.title, status, detail)
+
+    if seen.verdict is not None:
+        passed, message = seen.verdict
+        if passed:
+            return row(PASSED, message)
+        if seen.stub_left or message.startswith(_NOT_WRITTEN):
+            return row(NOT_ATTEMPTED, "the stub is still there: replace it with your solution")
+        return row(FAILED, message)
+    if seen.stub_left:
+        return row(NOT_ATTEMPTED, "the stub is still there: replace it with your solution")
+    if seen.cell_error:
+        return row(FAILED, f"the check cell raised {seen.cell_error}")
+    if seen.check_ran:
+        return row(FAILED, "the check cell ran but printed no verdict")
+    return row(NOT_ATTEMPTED, "its check cell never ran")
+
+
+@dataclass(frozen=True)
+class CheckRun:
+    """What ``lab check`` found: one result per exercise, the executed copy, any run problem."""
+
+    results: list[ExerciseResult]
+    output: Path
+    problem: str = ""  # e.g. the kernel died: later checks never ran
+    started_from: str = ""  # how the lakehouse was put back to the milestone's start, if it was
+
+
+def check_notebook(notebook: Path, *, clean_start: bool = True) -> CheckRun:
+    """Execute a learner notebook under the current LAB_HOME and grade its exercises.
+
+    ``clean_start`` (local profile, a course notebook: one with a solution of the same name):
+    first put the lakehouse back to the start of the milestone (:mod:`lab_env.course.states`), so
+    what an earlier wrong answer wrote cannot fail a corrected one. The check holds the LAB_HOME
+    lock while it resets and runs.
+    """
+    import nbformat
+    from nbclient.exceptions import DeadKernelError
+
+    from lab_env.jobs.runner import execute_notebook
+    from lab_env.lake.lock import lakehouse_lock
+
+    if not notebook.is_file():
+        raise LabError(
+            f"No notebook at {notebook}.", "pass a path like notebooks/02_bronze.ipynb."
+        )
+    settings = get_settings()
+    output = settings.runs_dir / "checks" / notebook.name
+    number = milestone(notebook)
+    started_from = ""
+    with contextlib.ExitStack() as stack:
+        course = number.isdigit() and (REPO / "solutions" / notebook.name).is_file()
+        if clean_start and settings.is_local and course:
+            stack.enter_context(lakehouse_lock(settings, None, f"lab check {notebook.name}"))
+            started_from = start_of_milestone(settings, int(number), REPO / "solutions")
+        output.unlink(missing_ok=True)
+        env = stack.enter_context(kernel_env(settings))
+        try:
+            # what the kernel and its JVM print themselves goes to a log, not the learner's terminal
+            executed = execute_notebook(
+                notebook.resolve(), output, allow_errors=True, env=env,
+                kernel_log=output.with_suffix(".log"),
+            )
+        except DeadKernelError:
+            if not output.is_file():
+                raise
+            # the copy is saved after every cell, so grade what ran before the kernel died
+            executed = nbformat.read(str(output), as_version=4)
+            return CheckRun(grade(executed), output, "the kernel died; later cells never ran",
+                            started_from)
+    return CheckRun(grade(executed), output, started_from=started_from)
+
+
+_STYLE = {PASSED: "[green]passed[/green]", FAILED: "[red]failed[/red]",
+          NOT_ATTEMPTED: "[yellow]not attempted[/yellow]"}
+
+
+def _console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from rich.markup import escape
+    from rich.table import Table
+
+    notebook = Path(args.notebook)
+    console = _console()
+    console.print(f"Running {notebook} (a kernel, and Spark if the notebook uses it) ...")
+    run = check_notebook(notebook)
+    if run.started_from:
+        console.print(f"Started from the lakehouse at the start of milestone "
+                      f"{milestone(notebook)} ({run.started_from}): what earlier attempts wrote "
+                      f"is gone, and JupyterLab now sees the same state.")
+    table = Table(title=f"lab check {notebook.name}")
+    for column in ("exercise", "result", "title", "hint / detail"):
+        table.add_column(column)
+    for r in run.results:
+        table.add_row(r.exercise, _STYLE[r.status], escape(r.title), escape(r.detail))
+    console.print(table)
+    if run.problem:
+        console.print(f"[red]Warning:[/red] {run.problem}.")
+    passed = sum(r.status == PASSED for r in run.results)
+    if not run.results:
+        console.print("This notebook has no exercises to check.")
+    else:
+        console.print(f"{passed}/{len(run.results)} exercises passed.")
+    console.print(f"Executed copy: {run.output}")
+    return 0 if passed == len(run.results) and not run.problem else 1
+
+
+def notebook_exercises(notebook: Path) -> list[str]:
+    """Exercise ids a learner notebook holds: its stubs and the checks its cells call."""
+    import nbformat
+
+    nb = nbformat.read(str(notebook), as_version=4)
+    ids: list[str] = []
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            ids += stub_exercises(cell.source) + checked_exercises(cell.source)
+    return list(dict.fromkeys(ids))
+
+
+def progress(folder: Path) -> list[tuple[str, int, int, list[str]]]:
+    """Per notebook in ``folder``: name, exercises passed, total, and the ids not passed yet."""
+    results = load_results()
+    rows = []
+    for notebook in sorted(folder.glob("*.ipynb")):
+        ids = notebook_exercises(notebook)
+        prefix = f"{milestone(notebook)}."
+        ids += [i for i in sorted(results) if i.startswith(prefix) and i not in ids]
+        passed = [i for i in ids if i in results and results[i].passed]
+        rows.append((notebook.name, len(passed), len(ids), [i for i in ids if i not in passed]))
+    return rows
+
+
+def _cmd_progress(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    folder = Path(args.root) / "notebooks"
+    rows = progress(folder)
+    if not rows:
+        raise LabError(f"No notebooks in {folder}.", "run this from the lab's repository.")
+    table = Table(title=f"Progress (LAB_HOME {get_settings().lab_home})")
+    for column in ("milestone", "passed", "status", "still to do"):
+        table.add_column(column, justify="right" if column == "passed" else "left")
+    for name, passed, total, todo in rows:
+        status = ("[dim]no exercises[/dim]" if not total else
+                  "[green]done[/green]" if passed == total else
+                  "[yellow]in progress[/yellow]" if passed else "not started")
+        table.add_row(name, f"{passed}/{total}", status, " ".join(todo))
+    _console().print(table)
+    return 0
+
+
+def restore_plan(milestone_number: int, solutions: Path) -> list[Path]:
+    """Solution notebooks to run, in order, to reach the start of a milestone.
+
+    Every solution numbered below it, except those whose first cell is tagged ``no-restore``.
+    """
+    import nbformat
+
+    plan = []
+    for notebook in sorted(solutions.glob("*.ipynb")):
+        number = milestone(notebook)
+        if not number.isdigit() or int(number) >= milestone_number:
+            continue
+        cells = nbformat.read(str(notebook), as_version=4).cells
+        if cells and NO_RESTORE_TAG in cells[0].get("metadata", {}).get("tags", []):
+            continue
+        plan.append(notebook)
+    return plan
+
+
+@contextlib.contextmanager
+def _progress_kept(settings: Settings) -> Iterator[None]:
+    """Leave the learner's progress as it was: the solutions' own checks must not count."""
+    path = progress_file(settings)
+    before = path.read_bytes() if path.is_file() else None
+    try:
+        yield
+    finally:
+        if before is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_bytes(before)
+
+
+def restore_parameters(milestone_number: int, run_id: str) -> dict[str, object]:
+    """What the earlier solutions run with: from milestone 4 on, bronze and silver cover the
+    whole sample, so gold's 7- and 30-day windows and the 90-day plots have their history."""
+    params: dict[str, object] = {"run_id": run_id}
+    if milestone_number >= 4:
+        params["start_date"] = SAMPLE_START.isoformat()
+    return params
+
+
+def start_of_milestone(
+    settings: Settings,
+    milestone_number: int,
+    solutions: Path,
+    *,
+    rebuild: bool = False,
+    echo: Callable[[str], None] | None = None,
+) -> str:
+    """Put the local lakehouse at the start of a milestone; say how ("kept state" or "built").
+
+    A kept start state is copied back (seconds). Otherwise LAB_HOME's lakehouse is cleared, the
+    earlier milestones' solutions run as jobs in one kernel, and the result is kept for next
+    time. The caller holds the LAB_HOME lock.
+    """
+    from lab_env.jobs.runner import KERNEL_LOG, Kernel, execute_notebook, new_run_id
+
+    if not rebuild and states.load(settings, milestone_number):
+        states.mark_start(settings, milestone_number)
+        return "kept state"
+    plan = restore_plan(milestone_number, solutions)
+    base = None if rebuild else kept_base(settings, milestone_number)
+    if base is None:
+        states.clear(settings)
+    else:
+        # A learner going in order has the start of the milestone before kept: start from it
+        # and run only the solutions after it (they run with the same parameters).
+        states.load(settings, base)
+        plan = [notebook for notebook in plan if int(milestone(notebook)) >= base]
+    run_id = f"restore-{new_run_id()}"
+    folder = settings.runs_dir / "restore" / run_id
+    if plan:
+        # As jobs (lesson cells left out), all in one kernel: the JVM starts once.
+        with (
+            kernel_env(settings) as env,
+            _progress_kept(settings),
+            Kernel(cwd=solutions, log=folder / KERNEL_LOG, env=env) as kernel,
+        ):
+            for index, notebook in enumerate(plan, start=1):
+                if echo:
+                    echo(f"[{index}/{len(plan)}] {notebook.name} ...")
+                began = time.perf_counter()
+                execute_notebook(notebook, folder / notebook.name,
+                                 restore_parameters(milestone_number, run_id), job=True,
+                                 kernel=kernel)
+                if echo:
+                    echo(f"  done in {time.perf_counter() - began:.1f}s")
+        shutil.rmtree(folder, ignore_errors=True)  # the executed copies: nothing to read there
+    states.save(settings, milestone_number, run_id)
+    states.mark_start(settings, milestone_number)
+    since = "" if base is None else f" on the kept start of milestone {base:02d}"
+    return f"built by {len(plan)} solution notebook(s){since}, kept for next time"
+
+
+def kept_base(settings: Settings, milestone_number: int) -> int | None:
+    """The newest kept start of an earlier milestone that a build of ``milestone_number`` can
+    continue from: its solutions ran with the same parameters (None: build from nothing)."""
+    same = restore_parameters(milestone_number, "")
+    for earlier in range(milestone_number - 1, -1, -1):
+        if restore_parameters(earlier, "") != same:
+            return None
+        if states.has_state(settings, earlier):
+            return earlier
+    return None
+
+
+def _cmd_restore(args: argparse.Namespace) -> int:
+    from lab_env.jobs.runner import KERNEL_LOG, Kernel, execute_notebook, new_run_id
+    from lab_env.lake.lock import lakehouse_lock
+
+    settings = get_settings()
+    solutions = Path(args.root) / "solutions"
+    console = _console()
+    if settings.is_local:
+        console.print(f"Restoring LAB_HOME {settings.lab_home} to the start of milestone "
+                      f"{args.milestone:02d} ...")
+        with lakehouse_lock(settings, None, f"lab restore {args.milestone}"):
+            if args.fresh:
+                states.forget(settings)
+            how = start_of_milestone(settings, args.milestone, solutions, rebuild=args.fresh,
+                                     echo=console.print)
+        console.print(f"[green]Ready for milestone {args.milestone:02d}[/green] ({how}). What "
+                      f"milestone {args.milestone:02d} and later wrote is gone.")
+        return 0
+    if args.fresh:
+        states.clear(settings)  # explains that the compose stack is not cleared
+    plan = restore_plan(args.milestone, solutions)
+    if not plan:
+        console.print(f"Nothing to run: no solution notebook before milestone {args.milestone}.")
+        return 0
+    # The compose stack: run the earlier solutions on what it holds (nothing is cleared).
+    run_id = f"restore-{new_run_id()}"
+    folder = settings.runs_dir / "restore" / run_id
+    with (
+        lakehouse_lock(settings, run_id, f"lab restore {args.milestone}"),
+        kernel_env(settings) as env,
+        _progress_kept(settings),
+        Kernel(cwd=solutions, log=folder / KERNEL_LOG, env=env) as kernel,
+    ):
+        for index, notebook in enumerate(plan, start=1):
+            console.print(f"[{index}/{len(plan)}] {notebook.name} ...")
+            execute_notebook(notebook, folder / notebook.name,
+                             restore_parameters(args.milestone, run_id), job=True, kernel=kernel)
+    console.print(f"[green]Ready for milestone {args.milestone:02d}.[/green] Executed: {folder}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    check = subparsers.add_parser("check", help="run a notebook and grade its exercises")
+    check.add_argument("notebook", help="e.g. notebooks/02_bronze.ipynb")
+    check.set_defaults(handler=_cmd_check)
+
+    prog = subparsers.add_parser("progress", help="exercises passed per milestone")
+    prog.add_argument("--root", default=str(REPO), help="the repository (default: %(default)s)")
+    prog.set_defaults(handler=_cmd_progress)
+
+    restore = subparsers.add_parser(
+        "restore", help="rebuild the lakehouse as it is at the start of milestone N"
+    )
+    restore.add_argument("milestone", type=int, metavar="N", help="milestone number, e.g. 3")
+    restore.add_argument(
+        "--fresh", action="store_true",
+        help="rebuild the start state from the solutions instead of the kept copy "
+             "(the lakehouse is always cleared first on the local profile; progress and runs stay)",
+    )
+    restore.add_argument("--root", default=str(REPO), help="the repository (default: %(default)s)")
+    restore.set_defaults(handler=_cmd_restore)

@@ -1,0 +1,179 @@
+"""The process's one SparkSession, with the Iceberg catalog registered as ``lake``."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlparse
+
+from lab_env.config import Settings, get_settings
+from lab_env.errors import LabError
+from lab_env.lake import jars, spark_archive
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+log = logging.getLogger(__name__)
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
+
+
+def spark_conf(settings: Settings) -> dict[str, str]:
+    """Every Spark setting the lab uses, as plain strings (also handy to print in a lesson)."""
+    cat = f"spark.sql.catalog.{settings.catalog_name}"
+    conf: dict[str, str] = {
+        "spark.sql.extensions": (
+            "org.apache.iceberg.spark.extensions.IcebergSparkSessionExtensions"
+        ),
+        "spark.sql.defaultCatalog": settings.catalog_name,
+        cat: "org.apache.iceberg.spark.SparkCatalog",
+        f"{cat}.warehouse": settings.warehouse_uri,
+        # Small data on a laptop: a few shuffle partitions instead of 200.
+        "spark.sql.shuffle.partitions": "4",
+        "spark.default.parallelism": "4",
+        "spark.sql.adaptive.enabled": "true",
+        "spark.sql.session.timeZone": "UTC",
+        "spark.ui.enabled": str(settings.spark_ui).lower(),
+        "spark.ui.showConsoleProgress": "false",
+        "spark.driver.memory": settings.spark_driver_memory,
+        "spark.sql.sources.partitionOverwriteMode": "dynamic",
+        # collect()/toPandas() hand results to Python over a local socket the JVM closes if
+        # Python has not connected within this time (15 s by default): on a busy laptop that
+        # failed as CANNOT_OPEN_SOCKET ... Connection refused.
+        "spark.python.authenticate.socketTimeout": "120s",
+    }
+    if settings.wap_branch:
+        # Write-audit-publish: tables with write.wap.enabled=true commit to this branch (created
+        # from main on the first write), and reads see the branch once it exists.
+        conf["spark.wap.branch"] = settings.wap_branch
+    # The profile's pinned jars (jars/jars.lock); a missing one is a LabError that says `make jars`.
+    local_jars = jars.spark_jars(settings)
+    if settings.is_local:
+        conf |= {
+            f"{cat}.type": "jdbc",
+            f"{cat}.uri": f"jdbc:sqlite:{settings.catalog_db}?busy_timeout=30000",
+            # pyiceberg's SqlCatalog reads and writes the same tables with the same layout.
+            f"{cat}.jdbc.schema-version": "V1",
+            # pyiceberg creates the catalog tables (get_catalog); Iceberg's own check leaves a
+            # SQLite cursor open that pins Spark's connection to an old snapshot of the catalog.
+            f"{cat}.jdbc.init-catalog-tables": "false",
+            # pyiceberg commits to the same tables: load fresh metadata instead of caching it.
+            f"{cat}.cache-enabled": "false",
+            "spark.sql.warehouse.dir": str(settings.lab_home / "spark-warehouse"),
+            "spark.driver.extraJavaOptions": " ".join(filter(None, (
+                _scratch_tmpdir(),
+                f"-Dderby.system.home={settings.lab_home / 'derby'}",
+                f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}",
+                settings.spark_driver_java_options,
+                spark_archive.driver_options(settings, local_jars),
+            ))),
+            "spark.driver.host": "127.0.0.1",
+            "spark.driver.bindAddress": "127.0.0.1",
+        }
+    else:
+        conf |= {
+            f"{cat}.type": "rest",
+            f"{cat}.uri": settings.rest_uri,
+            f"{cat}.io-impl": "org.apache.iceberg.aws.s3.S3FileIO",
+            f"{cat}.s3.endpoint": settings.s3_endpoint,
+            f"{cat}.s3.path-style-access": "true",
+            f"{cat}.s3.access-key-id": settings.s3_access_key,
+            f"{cat}.s3.secret-access-key": settings.s3_secret_key.get_secret_value(),
+            f"{cat}.client.region": settings.s3_region,
+            "spark.hadoop.fs.s3a.endpoint": settings.s3_endpoint,
+            "spark.hadoop.fs.s3a.path.style.access": "true",
+            "spark.hadoop.fs.s3a.access.key": settings.s3_access_key,
+            "spark.hadoop.fs.s3a.secret.key": settings.s3_secret_key.get_secret_value(),
+            # Iceberg writes s3:// locations; Spark's own file listing (remove_orphan_files)
+            # reaches them through Hadoop, which has no file system for that scheme by default.
+            "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
+        }
+        if settings.spark_driver_java_options:
+            conf["spark.driver.extraJavaOptions"] = settings.spark_driver_java_options
+        if urlparse(settings.spark_master).hostname in ("127.0.0.1", "localhost"):
+            # A standalone master on this machine's loopback (`lab stack up`): its executors
+            # reach the driver there, and nothing listens beyond this machine.
+            conf |= {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+    if local_jars and settings.spark_master.startswith("local"):
+        # One JVM is both driver and executor: the jars go on its class path as they are.
+        # `spark.jars` would copy all of them (61 MB) into a temp folder per start, which a
+        # JVM killed with its kernel never deletes: a day of test runs filled the disk.
+        conf["spark.driver.extraClassPath"] = os.pathsep.join(local_jars)
+    elif local_jars:
+        conf["spark.jars"] = ",".join(local_jars)  # shipped to the cluster's executors
+    return conf
+
+
+def _scratch_tmpdir() -> str:
+    """``-Djava.io.tmpdir`` in Spark's local folder, when one is set (a run's kernel sets one
+    of its own, deleted with it): the native libraries sqlite-jdbc, snappy and lz4 unpack at
+    every JVM start go there too, instead of staying in /tmp after a killed JVM."""
+    local_dirs = os.environ.get("SPARK_LOCAL_DIRS", "")
+    return f"-Djava.io.tmpdir={local_dirs.split(',')[0]}" if local_dirs else ""
+
+
+def check_java() -> str:
+    """Return ``java``'s path, or raise a LabError that says how to install Java 17."""
+    java_home = os.environ.get("JAVA_HOME")
+    java = shutil.which("java", path=f"{java_home}/bin") if java_home else shutil.which("java")
+    if java is None:
+        raise LabError(
+            "Java was not found; Spark needs Java 17.",
+            "sudo apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME).",
+        )
+    return java
+
+
+def get_spark(settings: Settings | None = None) -> SparkSession:
+    """The process's SparkSession; the first call starts it, later calls return the same one."""
+    from pyspark.sql import SparkSession
+
+    settings = settings or get_settings()
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        _follow_wap_branch(active, settings)
+        return active
+    check_java()
+    if settings.is_local:
+        from lab_env.lake.catalog import get_catalog
+
+        get_catalog(settings)  # WAL mode and the catalog tables, before Spark connects
+        # Local Spark talks to itself only: bind to loopback, which also silences a hostname
+        # warning. Not on compose: executors on spark-worker must reach this driver.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    builder = SparkSession.builder.appName("lakehouse-lab").master(settings.spark_master)
+    for key, value in spark_conf(settings).items():
+        builder = builder.config(key, value)
+    try:
+        session = builder.getOrCreate()
+    except Exception as exc:  # py4j and JVM start-up errors are walls of text
+        raise LabError(
+            f"Spark could not start ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}).",
+            "run `lab doctor` to see which piece is missing.",
+        ) from exc
+    session.sparkContext.setLogLevel("WARN")
+    log.info("Spark %s started, catalog %r", session.version, settings.catalog_name)
+    return session
+
+
+def _follow_wap_branch(session: SparkSession, settings: Settings) -> None:
+    """A running session writes to the audit branch the settings name now, or to main.
+
+    ``spark.wap.branch`` is read at each write and read, so a session that outlives one job
+    step (a run's kernel executes every step) follows the step it serves.
+    """
+    if settings.wap_branch:
+        session.conf.set("spark.wap.branch", settings.wap_branch)
+    else:
+        session.conf.unset("spark.wap.branch")
+
+
+def stop_spark() -> None:
+    """Stop the process's SparkSession, if one is running."""
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        active.stop()

@@ -1,0 +1,172 @@
+"""The Spark driver's class archive: Spark's classes mapped from one file, not loaded from jars.
+
+Most of a Spark start is the JVM loading, parsing and verifying some ten thousand classes from
+the jars. Java's application class-data sharing (AppCDS) keeps them, parsed and verified, in an
+archive that every later JVM maps into memory at start (and JVMs running at once share it). The
+archive belongs to one JVM, one class path and one set of driver options: the file name carries
+a fingerprint of all three, so a changed jar, Java or option means another name, and a JVM
+without a matching archive simply starts the usual way.
+
+``lab spark-archive`` (run by ``make setup``) builds it once, in the jars folder: a throwaway
+Spark session does what the lab's jobs do (an Iceberg table, a ``MERGE``, JSON, windows,
+``toPandas``) and the JVM writes the classes it loaded when it exits. docs/production.md has the
+figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from lab_env.config import Settings, get_settings
+from lab_env.errors import LabError
+
+PREFIX = "spark-classes-"
+# The JVM's class-data sharing messages (a skipped class while it writes the archive, an archive
+# it cannot use) are not the learner's business: with no archive it just starts the usual way.
+QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"
+
+
+def _java() -> Path | None:
+    java_home = os.environ.get("JAVA_HOME")
+    found = shutil.which("java", path=f"{java_home}/bin") if java_home else shutil.which("java")
+    return Path(found).resolve() if found else None
+
+
+def archive_path(settings: Settings, class_path: list[str]) -> Path | None:
+    """Where the archive for this JVM, class path and driver options is (None: no Java)."""
+    from lab_env.lake.jars import spark_jars_folder
+
+    java = _java()
+    if java is None:
+        return None
+    digest = hashlib.sha256()
+    stat = java.stat()
+    parts = [str(java), str(stat.st_size), str(stat.st_mtime_ns),
+             settings.spark_driver_java_options]
+    folder = spark_jars_folder()
+    spark_jars = sorted(folder.glob("*.jar")) if folder else []
+    for jar in [*spark_jars, *map(Path, class_path)]:
+        parts += [str(jar), str(jar.stat().st_size) if jar.exists() else "-"]
+    digest.update("\0".join(parts).encode())
+    return settings.jars_dir.expanduser().resolve() / f"{PREFIX}{digest.hexdigest()[:16]}.jsa"
+
+
+def driver_options(settings: Settings, class_path: list[str]) -> str:
+    """The JVM options that map the archive, when it exists and is wanted; else empty."""
+    if not settings.spark_class_archive:
+        return ""
+    path = archive_path(settings, class_path)
+    if path is None or not path.is_file():
+        return ""
+    return f"-XX:SharedArchiveFile={path} {QUIET}"
+
+
+TRAINING = """
+from pathlib import Path
+
+from pyspark.sql import Window, functions as F
+
+from lab_env.lake.spark import get_spark
+
+spark = get_spark()
+spark.sql("CREATE NAMESPACE IF NOT EXISTS silver")
+spark.sql("CREATE TABLE silver.t (id BIGINT, day DATE, v DECIMAL(38,18), s STRING) USING iceberg "
+          "PARTITIONED BY (day)")
+rows = spark.range(200).select(
+    "id", F.expr("date_add(DATE'2025-01-01', cast(id % 5 as int))").alias("day"),
+    (F.col("id") / 7).cast("decimal(38,18)").alias("v"), F.col("id").cast("string").alias("s"))
+rows.writeTo("silver.t").append()
+rows.withColumn("v", F.col("v") + 1).createOrReplaceTempView("changes")
+spark.sql("MERGE INTO silver.t t USING changes s ON t.id = s.id AND t.day = s.day "
+          "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *")
+Path("answer.json").write_text('{"data": [{"id": "a", "priceUsd": "1.5", "time": 1}]}')
+spark.read.option("multiLine", True).json("answer.json").select(F.explode("data")).collect()
+newest = Window.partitionBy("day").orderBy(F.col("v").desc())
+ranked = spark.table("silver.t").withColumn("n", F.row_number().over(newest)).where("n = 1")
+ranked.groupBy("day").agg(F.max("v"), F.avg("v"), F.count("*")).toPandas()
+spark.stop()
+"""
+
+
+def training_env(settings: Settings, archive: Path, home: Path) -> dict[str, str]:
+    """The environment of the throwaway session that writes ``archive``: a lakehouse of its own
+    in ``home``, and the settings that make the driver's class path and options (the archive
+    is only used by a JVM with the same ones)."""
+    from lab_env.lake.jars import OVERRIDES
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")} | {
+        "LAB_HOME": str(home / "lakehouse"),
+        "LAB_PROFILE": "local",
+        "LAB_JARS_DIR": str(settings.jars_dir),
+        "LAB_SPARK_CLASS_ARCHIVE": "false",
+        "LAB_SPARK_DRIVER_JAVA_OPTIONS":
+            f"{settings.spark_driver_java_options} -XX:ArchiveClassesAtExit={archive} {QUIET}",
+    }
+    for field in OVERRIDES.values():  # a single jar of the user's own (LAB_ICEBERG_JAR, ...)
+        jar = getattr(settings, field)
+        if jar is not None:
+            env[f"LAB_{field.upper()}"] = str(jar)
+    return env
+
+
+def build(
+    settings: Settings | None = None, class_path: list[str] | None = None
+) -> tuple[Path, bool]:
+    """Build the archive unless it exists; return its path and whether it was built now."""
+    from lab_env.lake.jars import spark_jars
+
+    settings = settings or get_settings()
+    class_path = spark_jars(settings) if class_path is None else class_path
+    path = archive_path(settings, class_path)
+    if path is None:
+        raise LabError("Java was not found; Spark needs Java 17.",
+                       "sudo apt-get install -y openjdk-17-jre-headless (or set JAVA_HOME).")
+    if path.is_file():
+        return path, False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    with tempfile.TemporaryDirectory(prefix="lab-spark-archive-") as home:
+        done = subprocess.run([sys.executable, "-c", TRAINING], cwd=home,
+                              env=training_env(settings, partial, Path(home)),
+                              capture_output=True, text=True, check=False)
+    if done.returncode != 0 or not partial.is_file():
+        partial.unlink(missing_ok=True)
+        said = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise LabError(f"The Spark class archive could not be built ({said[0][:200]}).",
+                       "run `lab doctor`; Spark works without the archive, only slower to start.")
+    partial.replace(path)
+    for stale in path.parent.glob(f"{PREFIX}*.jsa"):
+        if stale != path:
+            stale.unlink(missing_ok=True)
+    return path, True
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    if not settings.is_local:
+        print("spark-archive: not used by the compose profile (its Spark has its own image)")
+        return 0
+    began = time.perf_counter()
+    path, built = build(settings)
+    size = path.stat().st_size / 2**20
+    if built:
+        print(f"spark-archive: built {path} ({size:.0f} MB) in {time.perf_counter() - began:.0f} s")
+    else:
+        print(f"spark-archive: up to date, {path} ({size:.0f} MB)")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "spark-archive",
+        help="build the Spark driver's class archive (faster Spark starts; make setup runs it)",
+    )
+    parser.set_defaults(handler=_cmd_build)

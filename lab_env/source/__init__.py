@@ -1,0 +1,1 @@
+"""The source: the CoinCap-style HTTP ``client``, the ``replay`` server, the ``samples``."""
