@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 
 from lab_env.errors import LabError
 
 
-def cli_date(text: str) -> dt.date:
-    """An argparse ``type``: ``2025-03-31``, or a usage error that shows the form."""
+def parse_date(text: str) -> dt.date:
+    """``2025-03-31`` as a date; anything else a ValueError that shows the form."""
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2025-03-31") from None
+        raise ValueError(f"{text!r} is not a date like 2025-03-31") from None
 
 
 def check_range(start: dt.date, end: dt.date) -> None:

@@ -9,7 +9,6 @@ None of them gets as far as starting Spark.
 
 from __future__ import annotations
 
-import argparse
 import errno
 import os
 import shutil
@@ -26,7 +25,7 @@ from urllib.parse import urlparse
 import pyarrow as pa
 import pytest
 
-from lab_env.cli import as_lab_error, build_parser, main
+from lab_env.cli import as_lab_error, lab, main
 from lab_env.config import load_settings
 from lab_env.errors import LabError
 from lab_env.jobs.runner import StepFailed
@@ -43,7 +42,7 @@ pytestmark = pytest.mark.xdist_group("cli_errors")  # one worker runs the cases 
 class Case:
     """``lab <command> <args>`` on a LAB_HOME of kind ``home``, and what it must print.
 
-    ``expect``: ``error`` (one line on stderr, with "Fix:"), ``usage`` (argparse's usage
+    ``expect``: ``error`` (one line on stderr, with "Fix:"), ``usage`` (click's usage
     message) or ``report`` (lab doctor's report, with a FAIL line and its fix).
     """
 
@@ -78,7 +77,7 @@ CASES = [
     Case("check", ("garbage.ipynb",), says="Not a notebook"),
     Case("check", (NOTEBOOK,), home="file", says="is a file"),
     Case("progress", ("--root", MISSING), says="No notebooks in"),
-    Case("restore", ("two",), expect="usage", says="invalid int value"),
+    Case("restore", ("two",), expect="usage", says="is not a valid integer"),
     Case("restore", ("2",), home="file", says="is a file"),
     Case("restore", ("2",), home="unwritable", says="cannot be written"),
     Case("ingest", ("--start", "2025-02-30"), expect="usage", says="not a date"),
@@ -87,6 +86,8 @@ CASES = [
     Case("serve-samples", ("--port", "BUSY"), says="already in use"),
     Case("serve-samples", ("--samples", MISSING), says="No replay samples"),
     Case("serve-samples", ("--rename-field", "bad"), says="OLD=NEW"),
+    Case("serve-samples", ("--port", "70000"), expect="usage", says="not in the range"),
+    Case("samples", ("--out", "garbage.ipynb"), expect="usage", says="is a file"),
     Case("lineage", ("nope",), says="namespace.table"),
     Case("lineage", ("",), says="namespace.table"),
     Case("lineage", ("silver.t",), home="corrupt", says="not a database"),
@@ -130,11 +131,11 @@ CASES = [
     Case("spark-archive", (), env={"LAB_JARS_DIR": MISSING}, says="make jars"),
     Case("spark-archive", (), env={"JAVA_HOME": MISSING}, says="Java 17"),
     Case("kafka", ("start", "--port", "BUSY"), says="already in use"),
-    Case("kafka", ("start", "--port", "70000"), says="not a TCP port"),
+    Case("kafka", ("start", "--port", "70000"), expect="usage", says="not in the range"),
     Case("kafka", ("start",), home="file", says="is a file"),
-    Case("kafka", ("launch",), expect="usage", says="invalid choice"),
+    Case("kafka", ("launch",), expect="usage", says="No such command"),
     Case("stream", ("produce",), says="lab kafka start"),
-    Case("stream", ("produce", "--count", "-1"), expect="usage", says="must be >= 0"),
+    Case("stream", ("produce", "--count", "-1"), expect="usage", says="not in the range"),
     Case("stream", ("produce", "--start", "yesterday"), says="not an ISO-8601 time"),
     Case("stream", ("produce", "--count", "2", "--duplicates", "5"), says="--duplicates"),
     Case("stream", ("run",), says="lab kafka start"),
@@ -142,8 +143,7 @@ CASES = [
 
 
 def subcommands() -> set[str]:
-    (action,) = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
-    return set(action.choices)
+    return set(lab.commands)
 
 
 # Every subcommand also meets an option it does not have; and `lab` meets no or a wrong command.
@@ -237,7 +237,7 @@ def test_bad_input_gives_one_line_with_a_fix(
     assert result.returncode != 0, out
     assert "Traceback" not in out and "at org.apache" not in out, out
     if case.expect == "usage":
-        assert "usage: lab" in result.stderr, out
+        assert "usage: lab" in result.stderr.lower(), out  # click's usage message
     elif case.expect == "report":
         assert "FAIL" in result.stdout and "fix:" in result.stdout, out
     else:
@@ -276,7 +276,7 @@ def test_a_quoted_error_keeps_one_fix_and_one_full_stop() -> None:
     ids=["corrupt-sqlite", "locked-sqlite", "busy-port", "permission", "unknown"],
 )
 def test_what_libraries_raise_becomes_one_line_with_a_fix(exc: Exception, says: str) -> None:
-    error = as_lab_error(exc, argparse.Namespace(port=8765))
+    error = as_lab_error(exc, {"port": 8765})
     assert "\n" not in str(error) and says in str(error), str(error)
 
 

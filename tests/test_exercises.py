@@ -1,4 +1,5 @@
-"""``lab build-exercises``: stubs, markdown answers, exact output, --check drift, bad markers."""
+"""``lab build-exercises``: stubs, markdown answers, exact output, --check drift, bad markers,
+--record-outputs."""
 
 from __future__ import annotations
 
@@ -241,3 +242,35 @@ def test_unbalanced_markdown_markers_are_an_error_too(
 def test_missing_solutions_folder_is_an_actionable_error(tmp_path: Path) -> None:
     with pytest.raises(LabError, match="No solutions/ folder"):
         exercises.build(tmp_path)
+
+
+def test_record_outputs_copies_the_reference_cells_outputs_from_an_executed_copy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    solution = write_notebook(
+        tmp_path / "solutions" / "06_facts.ipynb",
+        new_markdown_cell("# Facts"),
+        code("print('rows: 3')\n3", metadata={"tags": [exercises.REFERENCE_TAG]}),
+        code("print('a timing')"),
+    )
+    executed = tmp_path / "executed"
+    nb = nbformat.read(str(solution), as_version=4)
+    nb.cells[1].outputs = [
+        new_output("stream", name="stdout", text="rows: "),
+        new_output("stream", name="stdout", text="3\n"),
+        new_output("execute_result", data={"text/plain": "3"}, execution_count=7),
+    ]
+    nb.cells[2].outputs = [new_output("stream", name="stdout", text="0.42 s\n")]
+    write_notebook(executed / "06_facts.ipynb", *nb.cells)
+    record = ["build-exercises", "--record-outputs", str(executed), "--root", str(tmp_path)]
+
+    assert main(record) == 0
+    assert "recorded the reference output of 06_facts.ipynb cell 1" in capsys.readouterr().out
+    cells = nbformat.read(str(solution), as_version=4).cells
+    assert [o.get("text") for o in cells[1].outputs] == ["rows: 3\n", None]  # streams joined
+    assert cells[1].outputs[1].execution_count is None
+    assert cells[1].metadata["keep_output"] is True
+    assert cells[2].outputs == []  # not a reference cell
+
+    assert main(record) == 0
+    assert "recorded" not in capsys.readouterr().out  # already recorded: nothing changes

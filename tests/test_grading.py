@@ -208,6 +208,36 @@ def test_restore_fresh_clears_local_state_but_keeps_progress(
     assert not (home / "raw").exists() and not fresh_settings.catalog_db.exists()
 
 
+def test_restore_on_the_compose_stack_runs_earlier_solutions_on_what_it_holds(
+    tmp_path: Path, fresh_settings: Settings, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nothing is cleared there and no start state is kept; --fresh, which would clear, is
+    refused with what to do by hand."""
+    monkeypatch.setenv("LAB_PROFILE", "compose")
+    get_settings.cache_clear()
+    home = fresh_settings.lab_home
+    solutions = tmp_path / "solutions"
+    solutions.mkdir()
+    assert main(["restore", "2", "--root", str(tmp_path)]) == 0
+    assert "Nothing to run: no solution notebook before milestone 2." in capsys.readouterr().out
+
+    (home / "raw").mkdir(parents=True)
+    write_notebook(solutions / "01_first.ipynb", new_markdown_cell("# First"), code(
+        "from lab_env.config import get_settings\n"
+        "(get_settings().lab_home / 'raw' / 'restored.txt').write_text('01')"
+    ))
+    assert main(["restore", "2", "--root", str(tmp_path)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "[1/1] 01_first.ipynb" in out and "Ready for milestone 02. Executed:" in out
+    assert (home / "raw" / "restored.txt").read_text() == "01"
+    assert not (home / "states").exists()
+
+    assert main(["restore", "2", "--fresh", "--root", str(tmp_path)]) == 2
+    assert "kept on the local profile only" in capsys.readouterr().err
+    assert (home / "raw" / "restored.txt").is_file()
+
+
 def test_kernel_env_points_kernels_at_the_given_lab_home(
     tmp_path: Path, fresh_settings: Settings
 ) -> None:

@@ -135,8 +135,13 @@ def test_the_contract_catches_an_import_up_the_layers(tmp_path: Path) -> None:
 
 
 def test_no_module_imports_the_cli() -> None:
-    """The CLI sits on top: it calls into the package, nothing calls back into it."""
-    importers = sorted(name for name, targets in import_graph().items() if "lab_env.cli" in targets)
+    """The CLI sits on top: it calls into the package, nothing outside it calls back into it."""
+    importers = sorted(
+        name
+        for name, targets in import_graph().items()
+        if not name.startswith("lab_env.cli")
+        and any(t == "lab_env.cli" or t.startswith("lab_env.cli.") for t in targets)
+    )
     assert importers == [], importers
 
 
@@ -170,6 +175,43 @@ def test_type_checking_imports_are_left_out(tmp_path: Path, guarded: bool) -> No
         else "def f() -> None:\n" + body
     )
     assert (cycle(import_graph(copy)) is None) is guarded
+
+
+# The one place outside the CLI that prints: a check's verdict line is the output of the
+# learner's notebook cell (what `lab check` reads back).
+PRINTS_INTO_NOTEBOOKS = {"lab_env.course.checks._core"}
+
+
+def printing_calls(root: Path = PACKAGE) -> list[str]:
+    """Where a module outside ``cli/`` writes to the terminal: ``print``, a rich console's
+    ``print``, ``click.echo``, ``sys.stdout``/``sys.stderr`` writes (module:line)."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        name = _module_name(path, root)
+        if name.startswith(f"{root.name}.cli") or name in PRINTS_INTO_NOTEBOOKS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.Call):
+                continue
+            called = ast.unparse(node.func)
+            if called in {"print", "click.echo", "click.secho"} or called.endswith(
+                (".print", "stdout.write", "stderr.write")
+            ):
+                found.append(f"{name}:{node.lineno} {called}")
+    return found
+
+
+def test_only_the_cli_prints() -> None:
+    """Domain code returns data (or takes a progress callback); lab_env/cli/ renders it."""
+    assert printing_calls() == []
+
+
+def test_the_print_rule_finds_a_print_added_on_purpose(tmp_path: Path) -> None:
+    copy = tmp_path / "lab_env"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    maintain = copy / "lake" / "maintain.py"
+    maintain.write_text(maintain.read_text(encoding="utf-8") + "\n\nprint('done')\n")
+    assert [line.split(":")[0] for line in printing_calls(copy)] == ["lab_env.lake.maintain"]
 
 
 def test_the_code_map_in_the_docs_names_every_module() -> None:

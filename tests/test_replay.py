@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import itertools
@@ -17,10 +18,11 @@ from typing import Any
 import pytest
 import requests
 
-from lab_env.cli import build_parser
+from lab_env.cli import main
+from lab_env.cli.source import serve_samples_command
 from lab_env.errors import LabError
 from lab_env.source import samples
-from lab_env.source.replay import Faults, ReplayServer, faults_from_args, replay_server
+from lab_env.source.replay import Faults, ReplayServer, replay_server
 
 REPO = Path(__file__).resolve().parents[1]
 KEY = "sk-test-PLANTED-123"
@@ -36,13 +38,18 @@ def get(url: str, **params: Any) -> requests.Response:
 # ----- the samples -----
 
 
-def test_samples_are_what_the_generator_writes_from_the_seed(tmp_path: Path) -> None:
-    written = samples.generate(tmp_path, samples.DEFAULT_SEED)
+def test_samples_are_what_lab_samples_writes_from_the_seed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["samples", "--seed", str(samples.DEFAULT_SEED), "--out", str(tmp_path)]) == 0
+    said = capsys.readouterr().out.splitlines()
+    written = sorted(p for p in tmp_path.rglob("*") if p.is_file())
+    assert len(said) == len(written) == 20 + 2  # a history per asset, the snapshots, MANIFEST
+    assert all(f"wrote {p} ({p.stat().st_size:,} bytes)" in said for p in written)
     for path in written:
         committed = samples.SAMPLES_DIR / path.relative_to(tmp_path)
         assert committed.read_bytes() == path.read_bytes(), (
-            f"{committed} differs from what `python -m lab_env.source.samples` writes: "
-            "regenerate it"
+            f"{committed} differs from what `lab samples` writes: regenerate it"
         )
     size = sum(p.stat().st_size for p in samples.SAMPLES_DIR.rglob("*") if p.is_file())
     assert size < 5_000_000
@@ -232,18 +239,50 @@ def test_faults_refuse_unknown_routes_and_names() -> None:
         Faults(rename_field="priceUsd")
 
 
-def test_serve_samples_flags_become_faults() -> None:
-    args = build_parser().parse_args([
+def serving(monkeypatch: pytest.MonkeyPatch) -> list[Faults]:
+    """The faults of each server `lab serve-samples` starts; it stops at once, as on Ctrl-C."""
+    served: list[Faults] = []
+
+    def serve_forever(self: ReplayServer) -> None:
+        served.append(self.faults)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ReplayServer, "serve_forever", serve_forever)
+    return served
+
+
+def test_serve_samples_flags_become_faults(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = serving(monkeypatch)
+    assert main([
         "serve-samples", "--rate-limit", "3", "--retry-after", "2", "--server-errors", "-1",
         "--delay", "0.5", "--slow-requests", "2", "--truncate", "1",
         "--rename-field", "priceUsd=price", "--null-field", "vwap24Hr",
         "--route", "truncate=history", "--route", "server-errors=assets",
-    ])
-    assert faults_from_args(args) == Faults(
+    ]) == 0
+    assert served == [Faults(
         rate_limit=3, retry_after="2", server_errors=-1, delay=0.5, slow_requests=2, truncate=1,
         rename_field="priceUsd=price", null_field="vwap24Hr",
         route={"truncate": "history", "server_errors": "assets"},
-    )
+    )]
+    assert "'route': {'truncate': 'history', 'server_errors': 'assets'}" in capsys.readouterr().out
+
+
+def test_serve_samples_without_flags_is_a_well_behaved_api(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    served = serving(monkeypatch)
+    assert main(["serve-samples", "--route", "truncate=assets", "--route", "history"]) == 0
+    assert served == [Faults(route="history")]  # a plain route replaces the ones before it
+    assert main(["serve-samples"]) == 0
+    assert served[1] == Faults()
+    assert "faults: none; API key required: no" in capsys.readouterr().out
+
+
+def test_every_fault_has_a_flag() -> None:
+    flags = {param.name for param in serve_samples_command.params}
+    assert {f.name for f in dataclasses.fields(Faults)} <= flags
 
 
 def test_lab_serve_samples_serves_until_interrupted() -> None:

@@ -9,12 +9,12 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from lab_env.cli.jobs import render_summary
 from lab_env.jobs.runner import (
     LESSON_TAG,
     Step,
     StepFailed,
     execute_notebook,
-    render_summary,
     run_pipeline,
 )
 
@@ -141,7 +141,8 @@ def test_pipeline_stops_at_a_failure_and_keeps_every_executed_copy(
         Step("second", make_notebook(tmp_path / "02.ipynb", "1 / 0")),
         Step("third", make_notebook(tmp_path / "03.ipynb", "print('third ran')")),
     ]
-    summary = run_pipeline(dt.date(2025, 1, 1), dt.date(2025, 1, 2), steps=steps, run_id="t-1")
+    summary = run_pipeline(dt.date(2025, 1, 1), dt.date(2025, 1, 2), steps=steps, run_id="t-1",
+                           progress=print)
     get_settings.cache_clear()
     assert [s.name for s in summary.steps] == ["first", "second"]
     assert summary.steps[0].ok and not summary.steps[1].ok
@@ -178,8 +179,8 @@ def test_only_a_gold_step_followed_by_the_gate_writes_to_the_audit_branch(
     gold = Step("gold", make_notebook(tmp_path / "gold.ipynb", probe))
     gate = Step("quality", make_notebook(tmp_path / "gate.ipynb", probe))
     day = dt.date(2025, 1, 1)
-    gated = run_pipeline(day, day, steps=[gold, gate], run_id="r:1+x", echo=False)
-    ungated = run_pipeline(day, day, steps=[gold], run_id="r2", echo=False)
+    gated = run_pipeline(day, day, steps=[gold, gate], run_id="r:1+x")
+    ungated = run_pipeline(day, day, steps=[gold], run_id="r2")
     get_settings.cache_clear()
 
     def printed(output: str) -> str:

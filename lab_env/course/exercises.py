@@ -9,7 +9,6 @@ every time, so ``--check`` is a byte comparison.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import functools
 import hashlib
@@ -241,7 +240,8 @@ def learner_notebook(solution: Path) -> tuple[str, int]:
     return (text if text.endswith("\n") else text + "\n"), stubs
 
 
-def _solutions(root: Path) -> list[Path]:
+def solution_notebooks(root: Path = REPO) -> list[Path]:
+    """The solution notebooks under ``root``, by name; no solutions/ folder is an error."""
     folder = root / "solutions"
     if not folder.is_dir():
         raise LabError(
@@ -253,7 +253,7 @@ def _solutions(root: Path) -> list[Path]:
 
 def find_drift(root: Path = REPO) -> list[Drift]:
     """Every learner notebook under ``root`` that is out of date, missing or orphaned."""
-    solutions = _solutions(root)
+    solutions = solution_notebooks(root)
     target = root / "notebooks"
     drift = []
     for solution in solutions:
@@ -271,7 +271,7 @@ def find_drift(root: Path = REPO) -> list[Drift]:
 
 def build(root: Path = REPO) -> list[str]:
     """Write notebooks/ from solutions/ under ``root``, remove orphans; one line per change."""
-    solutions = _solutions(root)
+    solutions = solution_notebooks(root)
     target = root / "notebooks"
     target.mkdir(exist_ok=True)
     changes = []
@@ -326,41 +326,12 @@ def record_reference_outputs(solution: Path, executed: Path) -> list[str]:
     return changed
 
 
-def _cmd_build(args: argparse.Namespace) -> int:
-    root = Path(args.root).resolve()
-    if args.record_outputs:
-        executed = Path(args.record_outputs)
-        for solution in _solutions(root):
-            if (executed / solution.name).is_file():
-                for change in record_reference_outputs(solution, executed / solution.name):
-                    print(f"recorded the reference output of {change}")
-    if args.check:
-        drift = find_drift(root)
-        for item in drift:
-            print(f"notebooks/{item.path.name}: {item.problem}")
-        if drift:
-            print("Fix: run `lab build-exercises` and commit notebooks/.")
-            return 1
-        print(f"notebooks/ is up to date with solutions/ ({len(_solutions(root))} notebooks).")
-        return 0
-    changes = build(root)
-    print("\n".join(changes) if changes else "notebooks/ was already up to date.")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "build-exercises",
-        help="generate the learner's notebooks/ from solutions/ (authors; overwrites notebooks/)",
-    )
-    parser.add_argument(
-        "--check", action="store_true",
-        help="change nothing; exit 1 if notebooks/ differs from what solutions/ generates",
-    )
-    parser.add_argument(
-        "--record-outputs", metavar="DIR",
-        help=f"first copy the outputs of the cells tagged {REFERENCE_TAG} from the executed "
-        "solutions in DIR (bench/notebook_suite.py --keep) into solutions/",
-    )
-    parser.add_argument("--root", default=str(REPO), help="the repository (default: %(default)s)")
-    parser.set_defaults(handler=_cmd_build)
+def record_all_reference_outputs(root: Path, executed: Path) -> list[str]:
+    """:func:`record_reference_outputs` for every solution under ``root`` that has an executed
+    copy of the same name in ``executed``; returns the cells changed."""
+    return [
+        change
+        for solution in solution_notebooks(root)
+        if (executed / solution.name).is_file()
+        for change in record_reference_outputs(solution, executed / solution.name)
+    ]

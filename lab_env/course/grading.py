@@ -8,7 +8,6 @@ raised.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import re
 import shutil
@@ -35,7 +34,6 @@ from lab_env.source.samples import SAMPLE_START
 
 if TYPE_CHECKING:
     import nbformat
-    from rich.console import Console
 
 PASSED = "passed"
 FAILED = "failed"
@@ -190,45 +188,6 @@ def check_notebook(notebook: Path, *, clean_start: bool = True) -> CheckRun:
     return CheckRun(grade(executed), output, started_from=started_from)
 
 
-_STYLE = {PASSED: "[green]passed[/green]", FAILED: "[red]failed[/red]",
-          NOT_ATTEMPTED: "[yellow]not attempted[/yellow]"}
-
-
-def _console() -> Console:
-    from rich.console import Console
-
-    return Console(highlight=False)
-
-
-def _cmd_check(args: argparse.Namespace) -> int:
-    from rich.markup import escape
-    from rich.table import Table
-
-    notebook = Path(args.notebook)
-    console = _console()
-    console.print(f"Running {notebook} (a kernel, and Spark if the notebook uses it) ...")
-    run = check_notebook(notebook)
-    if run.started_from:
-        console.print(f"Started from the lakehouse at the start of milestone "
-                      f"{milestone(notebook)} ({run.started_from}): what earlier attempts wrote "
-                      f"is gone, and JupyterLab now sees the same state.")
-    table = Table(title=f"lab check {notebook.name}")
-    for column in ("exercise", "result", "title", "hint / detail"):
-        table.add_column(column)
-    for r in run.results:
-        table.add_row(r.exercise, _STYLE[r.status], escape(r.title), escape(r.detail))
-    console.print(table)
-    if run.problem:
-        console.print(f"[red]Warning:[/red] {run.problem}.")
-    passed = sum(r.status == PASSED for r in run.results)
-    if not run.results:
-        console.print("This notebook has no exercises to check.")
-    else:
-        console.print(f"{passed}/{len(run.results)} exercises passed.")
-    console.print(f"Executed copy: {run.output}")
-    return 0 if passed == len(run.results) and not run.problem else 1
-
-
 def notebook_exercises(notebook: Path) -> list[str]:
     """Exercise ids a learner notebook holds: its stubs and the checks its cells call."""
     import nbformat
@@ -252,25 +211,6 @@ def progress(folder: Path) -> list[tuple[str, int, int, list[str]]]:
         passed = [i for i in ids if i in results and results[i].passed]
         rows.append((notebook.name, len(passed), len(ids), [i for i in ids if i not in passed]))
     return rows
-
-
-def _cmd_progress(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
-    folder = Path(args.root) / "notebooks"
-    rows = progress(folder)
-    if not rows:
-        raise LabError(f"No notebooks in {folder}.", "run this from the lab's repository.")
-    table = Table(title=f"Progress (LAB_HOME {get_settings().lab_home})")
-    for column in ("milestone", "passed", "status", "still to do"):
-        table.add_column(column, justify="right" if column == "passed" else "left")
-    for name, passed, total, todo in rows:
-        status = ("[dim]no exercises[/dim]" if not total else
-                  "[green]done[/green]" if passed == total else
-                  "[yellow]in progress[/yellow]" if passed else "not started")
-        table.add_row(name, f"{passed}/{total}", status, " ".join(todo))
-    _console().print(table)
-    return 0
 
 
 def restore_plan(milestone_number: int, solutions: Path) -> list[Path]:
@@ -321,15 +261,15 @@ def start_of_milestone(
     solutions: Path,
     *,
     rebuild: bool = False,
-    echo: Callable[[str], None] | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> str:
     """Put the local lakehouse at the start of a milestone; say how ("kept state" or "built").
 
     A kept start state is copied back (seconds). Otherwise LAB_HOME's lakehouse is cleared, the
     earlier milestones' solutions run as jobs in one kernel, and the result is kept for next
-    time. The caller holds the LAB_HOME lock.
+    time; ``progress`` is told as each one starts and ends. The caller holds the LAB_HOME lock.
     """
-    from lab_env.jobs.runner import KERNEL_LOG, Kernel, execute_notebook, new_run_id
+    from lab_env.jobs.runner import new_run_id
 
     if not rebuild and states.load(settings, milestone_number):
         states.mark_start(settings, milestone_number)
@@ -344,23 +284,8 @@ def start_of_milestone(
         states.load(settings, base)
         plan = [notebook for notebook in plan if int(milestone(notebook)) >= base]
     run_id = f"restore-{new_run_id()}"
-    folder = settings.runs_dir / "restore" / run_id
     if plan:
-        # As jobs (lesson cells left out), all in one kernel: the JVM starts once.
-        with (
-            kernel_env(settings) as env,
-            _progress_kept(settings),
-            Kernel(cwd=solutions, log=folder / KERNEL_LOG, env=env) as kernel,
-        ):
-            for index, notebook in enumerate(plan, start=1):
-                if echo:
-                    echo(f"[{index}/{len(plan)}] {notebook.name} ...")
-                began = time.perf_counter()
-                execute_notebook(notebook, folder / notebook.name,
-                                 restore_parameters(milestone_number, run_id), job=True,
-                                 kernel=kernel)
-                if echo:
-                    echo(f"  done in {time.perf_counter() - began:.1f}s")
+        folder = run_solutions(settings, plan, solutions, milestone_number, run_id, progress)
         shutil.rmtree(folder, ignore_errors=True)  # the executed copies: nothing to read there
     states.save(settings, milestone_number, run_id)
     states.mark_start(settings, milestone_number)
@@ -380,64 +305,80 @@ def kept_base(settings: Settings, milestone_number: int) -> int | None:
     return None
 
 
-def _cmd_restore(args: argparse.Namespace) -> int:
-    from lab_env.jobs.runner import KERNEL_LOG, Kernel, execute_notebook, new_run_id
+def restore_local(
+    settings: Settings,
+    milestone_number: int,
+    solutions: Path,
+    *,
+    fresh: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> str:
+    """``lab restore N`` on the local profile: the lakehouse as at the start of milestone N, from
+    the kept state or rebuilt; say how (:func:`start_of_milestone`).
+
+    ``fresh``: forget every kept state and rebuild from the solutions. The caller holds the
+    LAB_HOME lock.
+    """
+    if fresh:
+        states.forget(settings)
+    return start_of_milestone(settings, milestone_number, solutions, rebuild=fresh,
+                              progress=progress)
+
+
+def restore_on_stack(
+    settings: Settings,
+    milestone_number: int,
+    solutions: Path,
+    *,
+    fresh: bool = False,
+    progress: Callable[[str], None] | None = None,
+) -> Path | None:
+    """``lab restore N`` on the compose stack: run the solutions before milestone N on what the
+    stack holds (nothing is cleared, and no state is kept); ``progress`` is told as each starts.
+
+    Returns the folder of the executed copies, or None when there is no solution to run.
+    ``fresh`` is refused: :func:`lab_env.course.states.clear` says how to clear the stack by hand.
+    """
+    from lab_env.jobs.runner import new_run_id
     from lab_env.lake.lock import lakehouse_lock
 
-    settings = get_settings()
-    solutions = Path(args.root) / "solutions"
-    console = _console()
-    if settings.is_local:
-        console.print(f"Restoring LAB_HOME {settings.lab_home} to the start of milestone "
-                      f"{args.milestone:02d} ...")
-        with lakehouse_lock(settings, None, f"lab restore {args.milestone}"):
-            if args.fresh:
-                states.forget(settings)
-            how = start_of_milestone(settings, args.milestone, solutions, rebuild=args.fresh,
-                                     echo=console.print)
-        console.print(f"[green]Ready for milestone {args.milestone:02d}[/green] ({how}). What "
-                      f"milestone {args.milestone:02d} and later wrote is gone.")
-        return 0
-    if args.fresh:
-        states.clear(settings)  # explains that the compose stack is not cleared
-    plan = restore_plan(args.milestone, solutions)
+    if fresh:
+        states.clear(settings)
+    plan = restore_plan(milestone_number, solutions)
     if not plan:
-        console.print(f"Nothing to run: no solution notebook before milestone {args.milestone}.")
-        return 0
-    # The compose stack: run the earlier solutions on what it holds (nothing is cleared).
+        return None
     run_id = f"restore-{new_run_id()}"
+    # held already by `lab restore`; taken again, it records the run id in the holder
+    with lakehouse_lock(settings, run_id, f"lab restore {milestone_number}"):
+        return run_solutions(settings, plan, solutions, milestone_number, run_id, progress)
+
+
+def run_solutions(
+    settings: Settings,
+    plan: list[Path],
+    solutions: Path,
+    milestone_number: int,
+    run_id: str,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """Run ``plan``'s solution notebooks as jobs (lesson cells left out), all in one kernel (the
+    JVM starts once), into ``runs/restore/<run_id>/``, and return that folder. The learner's
+    progress is left as it was; ``progress`` is told as each notebook starts and ends."""
+    from lab_env.jobs.runner import KERNEL_LOG, Kernel, execute_notebook
+
     folder = settings.runs_dir / "restore" / run_id
     with (
-        lakehouse_lock(settings, run_id, f"lab restore {args.milestone}"),
         kernel_env(settings) as env,
         _progress_kept(settings),
         Kernel(cwd=solutions, log=folder / KERNEL_LOG, env=env) as kernel,
     ):
         for index, notebook in enumerate(plan, start=1):
-            console.print(f"[{index}/{len(plan)}] {notebook.name} ...")
+            if progress:
+                progress(f"[{index}/{len(plan)}] {notebook.name} ...")
+            began = time.perf_counter()
             execute_notebook(notebook, folder / notebook.name,
-                             restore_parameters(args.milestone, run_id), job=True, kernel=kernel)
-    console.print(f"[green]Ready for milestone {args.milestone:02d}.[/green] Executed: {folder}")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    check = subparsers.add_parser("check", help="run a notebook and grade its exercises")
-    check.add_argument("notebook", help="e.g. notebooks/02_bronze.ipynb")
-    check.set_defaults(handler=_cmd_check)
-
-    prog = subparsers.add_parser("progress", help="exercises passed per milestone")
-    prog.add_argument("--root", default=str(REPO), help="the repository (default: %(default)s)")
-    prog.set_defaults(handler=_cmd_progress)
-
-    restore = subparsers.add_parser(
-        "restore", help="rebuild the lakehouse as it is at the start of milestone N"
-    )
-    restore.add_argument("milestone", type=int, metavar="N", help="milestone number, e.g. 3")
-    restore.add_argument(
-        "--fresh", action="store_true",
-        help="rebuild the start state from the solutions instead of the kept copy "
-             "(the lakehouse is always cleared first on the local profile; progress and runs stay)",
-    )
-    restore.add_argument("--root", default=str(REPO), help="the repository (default: %(default)s)")
-    restore.set_defaults(handler=_cmd_restore)
+                             restore_parameters(milestone_number, run_id), job=True,
+                             kernel=kernel)
+            if progress:
+                progress(f"  done in {time.perf_counter() - began:.1f}s")
+    return folder

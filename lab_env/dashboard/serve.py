@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from lab_env.config import Settings, get_settings
@@ -37,11 +38,12 @@ def free_port(port: int, address: str = "127.0.0.1") -> int:
 
 
 def serve(port: int = DEFAULT_PORT, settings: Settings | None = None,
-          address: str = "127.0.0.1") -> None:
+          address: str = "127.0.0.1", on_ready: Callable[[str], None] | None = None) -> None:
     """Check that gold can be read, then run the app until Ctrl-C (blocks).
 
     ``address``: 127.0.0.1 on a machine; 0.0.0.0 only inside a container whose port is
-    published on the host's 127.0.0.1 (the Compose service).
+    published on the host's 127.0.0.1 (the Compose service). ``on_ready`` gets the app's URL
+    once gold has been read, before Streamlit starts.
     """
     from streamlit.web import cli as streamlit_cli
 
@@ -50,7 +52,7 @@ def serve(port: int = DEFAULT_PORT, settings: Settings | None = None,
     settings = settings or get_settings()
     port = free_port(port, address)
     data.load_tables(settings)  # no gold yet: one line with the fix, not an empty page
-    print(f"Dashboard on http://{address}:{port}/ (gold of {settings.lab_home}; Ctrl-C stops)",
-          flush=True)
+    if on_ready:
+        on_ready(f"http://{address}:{port}/")
     streamlit_cli.main.main(["run", str(APP), *streamlit_flags(port, address)],
                             prog_name="streamlit", standalone_mode=False)

@@ -22,14 +22,13 @@ with ``lab run --full-refresh`` (docs/bronze.md, "Retiring a bad answer").
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import errno
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from lab_env.dates import check_range, cli_date
+from lab_env.dates import check_range
 from lab_env.errors import LabError
 from lab_env.lake.storage import RawStore
 from lab_env.paths import BRONZE
@@ -152,86 +151,39 @@ def keys_of_run(found: Sequence[Answer], run_id: str) -> list[str]:
     return [a.key for a in found if a.run_id == run_id]
 
 
-# ----- the commands -----
-
-
-def _range(args: argparse.Namespace) -> tuple[dt.date, dt.date]:
-    start, end = args.start or args.end, args.end or args.start
-    check_range(start, end)
-    return start, end
-
-
-def _store() -> RawStore:
+def open_store() -> RawStore:
+    """The raw store of the current settings; a LAB_HOME that is a file is a one-line error
+    (raw/ would look just empty)."""
     from lab_env.config import get_settings
     from lab_env.lake.lock import unusable_home
     from lab_env.lake.storage import make_store
 
     settings = get_settings()
     home = settings.lab_home
-    if settings.is_local and home.exists() and not home.is_dir():  # raw/ would look just empty
+    if settings.is_local and home.exists() and not home.is_dir():
         raise unusable_home(home, NotADirectoryError(errno.ENOTDIR, "Not a directory", str(home)))
     return make_store(settings)
 
 
-def _cmd_list(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    start, end = _range(args)
-    found = answers(_store(), start, end)
-    if not found:
-        print(f"No bronze answers for {start}..{end}. Fetch them: lab run --steps bronze "
-              f"--start {start} --end {end}")
-        return 0
-    table = Table(
-        title=f"bronze answers {start}..{end} (* = current: what silver and the gate use)")
-    for column in ("", "day", "endpoint", "asset", "fetched_at", "run_id", "records", "problem"):
-        table.add_column(column, overflow="fold")
-    for a in found:
-        table.add_row("*" if a.current else "", a.day, a.endpoint, a.asset_id or "",
-                      a.fetched_at, a.run_id, str(a.records), a.problem)
-    console = Console(highlight=False, width=200)
-    console.print(table)
-    if args.keys:
-        for a in found:
-            console.print(a.key, soft_wrap=True)
-    return 0
-
-
-def _cmd_retire(args: argparse.Namespace) -> int:
-    store = _store()
-    keys = list(args.keys)
-    if args.run:
-        if not args.start and not args.end:
+def keys_to_retire(
+    store: RawStore,
+    keys: Sequence[str],
+    run_id: str | None,
+    start: dt.date | None,
+    end: dt.date | None,
+) -> list[str]:
+    """The keys given, and with ``run_id`` every answer that run stored on ``start``..``end``."""
+    chosen = list(keys)
+    if run_id:
+        if not start and not end:
             raise LabError("--run needs the day(s) it fetched.", "add --start YYYY-MM-DD.")
-        start, end = _range(args)
-        keys += keys_of_run(answers(store, start, end), args.run)
-        if not keys:
-            raise LabError(f"Run {args.run} stored no answer on {start}..{end}.",
+        first, last = start or end, end or start
+        assert first is not None and last is not None
+        check_range(first, last)
+        chosen += keys_of_run(answers(store, first, last), run_id)
+        if not chosen:
+            raise LabError(f"Run {run_id} stored no answer on {first}..{last}.",
                            "see the run ids with lab bronze list --start ...")
-    if not keys:
+    if not chosen:
         raise LabError("Nothing to retire.", "give bronze keys, or --run RUN_ID --start DAY.")
-    for key in retire(store, keys, args.reason):
-        print(f"retired: {key}")
-    print("Re-run the day(s) now: lab run --start ... --end ...")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "bronze", help="list a day's stored answers; retire a bad one (moved aside, never deleted)",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="bronze_command", required=True, metavar="COMMAND")
-    listing = commands.add_parser("list", help="the answers of a day: current or not, problems")
-    listing.add_argument("--start", type=cli_date, required=True, help="first day, YYYY-MM-DD")
-    listing.add_argument("--end", type=cli_date, help="last day (default: --start)")
-    listing.add_argument("--keys", action="store_true", help="also print the full keys")
-    listing.set_defaults(handler=_cmd_list, writes=False)
-    retiring = commands.add_parser("retire", help="move answers to bronze/_retired/ with a reason")
-    retiring.add_argument("keys", nargs="*", metavar="KEY",
-                          help="bronze keys (lab bronze list --keys)")
-    retiring.add_argument("--run", metavar="RUN_ID", help="every answer this bronze run stored")
-    retiring.add_argument("--start", type=cli_date, help="with --run: first day it fetched")
-    retiring.add_argument("--end", type=cli_date, help="with --run: last day (default: --start)")
-    retiring.add_argument("--reason", required=True, help="why, kept in the retired sidecar")
-    retiring.set_defaults(handler=_cmd_retire, writes=True)
+    return chosen

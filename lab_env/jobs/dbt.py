@@ -9,8 +9,6 @@ plain ``dbt`` command and turn its ``run_results.json`` into a summary or a one-
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import datetime as dt
 import json
 import os
@@ -21,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab_env.config import Settings, get_settings
-from lab_env.dates import cli_date
 from lab_env.errors import LabError
 from lab_env.paths import DBT_PROJECT
 
@@ -333,66 +330,6 @@ def docs(settings: Settings | None = None) -> Path:
     if run.returncode != 0 or not page.is_file():
         raise failure(run)
     return page
-
-
-def serve(folder: Path, page: str, port: int = 0) -> None:
-    """Serve ``folder`` on 127.0.0.1 until Ctrl-C (the docs page works offline as a file too)."""
-    import functools
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
-    with ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
-        print(f"Serving http://127.0.0.1:{server.server_port}/{page} (Ctrl-C to stop)", flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            server.serve_forever()
-
-
-# ----- the command line -----
-
-
-def _cmd_build(args: argparse.Namespace) -> int:
-    start, end = args.start or args.end, args.end or args.start
-    run = build(get_settings(), start, end, full_refresh=args.full_refresh, select=args.select)
-    print(run.summary())
-    print(f"marts in {duckdb_path(get_settings())}")
-    return 0
-
-
-def _cmd_docs(args: argparse.Namespace) -> int:
-    page = docs(get_settings())
-    print(f"dbt docs: {page}")
-    if args.serve:
-        serve(page.parent, page.name, args.port)
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "dbt", help="dbt on DuckDB over silver: build the marts and their tests, or the docs"
-    )
-    commands = parser.add_subparsers(dest="dbt_command", required=True, metavar="DBT_COMMAND")
-    build_parser = commands.add_parser(
-        "build", help="dbt build: staging and marts, then their tests (docs/dbt.md)"
-    )
-    build_parser.add_argument(
-        "--start", type=cli_date, help="first date of the run: rewrite its affected days only"
-    )
-    build_parser.add_argument("--end", type=cli_date, help="last date of the run (inclusive)")
-    build_parser.add_argument(
-        "--full-refresh", action="store_true", help="rebuild the incremental models from scratch"
-    )
-    build_parser.add_argument(
-        "--select", nargs="+", metavar="SELECTOR", help="dbt node selection, e.g. +fct_asset_daily"
-    )
-    build_parser.set_defaults(handler=_cmd_build)
-    docs_parser = commands.add_parser(
-        "docs", help="dbt docs generate: one offline HTML page (optionally served)"
-    )
-    docs_parser.add_argument("--serve", action="store_true", help="serve it on 127.0.0.1")
-    docs_parser.add_argument(
-        "--port", type=int, default=8766, help="port for --serve (0: any free)"
-    )
-    docs_parser.set_defaults(handler=_cmd_docs)
 
 
 def job(

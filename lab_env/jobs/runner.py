@@ -6,25 +6,23 @@ executed notebook, so a failed step can be opened and read cell by cell.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import json
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab_env import processes
 from lab_env.config import Settings, get_settings
-from lab_env.dates import check_range, cli_date
+from lab_env.dates import check_range
 from lab_env.errors import LabError
 from lab_env.jobs.metrics import record_step
 from lab_env.lake.lock import lakehouse_lock
@@ -33,7 +31,6 @@ from lab_env.paths import DBT_PROJECT, SOLUTIONS
 if TYPE_CHECKING:
     import nbformat
     from jupyter_client.manager import AsyncKernelManager
-    from rich.console import Console
 
 SAMPLE_START = dt.date(2025, 1, 1)
 SAMPLE_END = dt.date(2025, 3, 31)
@@ -501,10 +498,14 @@ def run_pipeline(
     evolve_schema: bool = False,
     steps: Sequence[Step] | None = None,
     run_id: str | None = None,
-    echo: bool = True,
+    progress: Callable[[str], None] | None = None,
     settings: Settings | None = None,
 ) -> RunSummary:
-    """Run ``steps`` (default: bronze, silver, gold) for ``start``..``end``; stop at a failure."""
+    """Run ``steps`` (default: bronze, silver, gold) for ``start``..``end``; stop at a failure.
+
+    ``progress`` receives a line as each step starts and ends (``lab run`` prints them; a
+    notebook can pass ``print``).
+    """
     check_range(start, end)
     settings = settings or get_settings()
     run_id = run_id or new_run_id()
@@ -513,12 +514,8 @@ def run_pipeline(
     params = run_parameters(start, end, run_id, full_refresh, assets, evolve_schema)
     chosen = list(steps or STEPS)
     gated = any(step.name == GATE for step in chosen)  # gold goes to a branch only if published
-    console = _console() if echo else None
-    if console:
-        console.print(
-            f"[bold]lab run[/bold] {start} .. {end}  run_id={run_id}"
-            f"{'  (full refresh)' if full_refresh else ''}"
-        )
+    say = progress or (lambda line: None)
+    say(f"lab run {start} .. {end}  run_id={run_id}{'  (full refresh)' if full_refresh else ''}")
     # One kernel for every step: the JVM and the imports are paid for once per run.
     with (
         lakehouse_lock(settings, run_id, f"run_pipeline {start}..{end}"),  # one writer per LAB_HOME
@@ -526,113 +523,16 @@ def run_pipeline(
         Kernel(log=folder / KERNEL_LOG, env=env) as kernel,
     ):
         for index, step in enumerate(chosen, start=1):
-            if console:
-                console.print(f"[{index}/{len(chosen)}] {step.name}: {step.notebook.name} ...")
+            say(f"[{index}/{len(chosen)}] {step.name}: {step.notebook.name} ...")
             result = run_step(step, params, folder, settings, gated=gated, kernel=kernel)
             summary.steps.append(result)
-            if console and result.ok:
-                console.print(f"  done in {result.seconds:.1f}s")
-            if not result.ok:
-                if console:
-                    console.print(f"[red]  failed[/red]: {result.error}")
-                    skipped = [s.name for s in chosen[index:]]
-                    if skipped:
-                        console.print(f"  not run (depend on {step.name}): {', '.join(skipped)}")
-                break
+            if result.ok:
+                say(f"  done in {result.seconds:.1f}s")
+                continue
+            say(f"  failed: {result.error}")
+            if skipped := [s.name for s in chosen[index:]]:
+                say(f"  not run (depend on {step.name}): {', '.join(skipped)}")
+            break
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "summary.json").write_text(json.dumps(asdict(summary), indent=2) + "\n")
     return summary
-
-
-def render_summary(summary: RunSummary) -> None:
-    """Print the closing summary: time per step, tables touched, rows in and out."""
-    from rich.table import Table
-
-    console = _console()
-    steps = Table(title=f"Run {summary.run_id} ({summary.start} .. {summary.end})")
-    for column in ("step", "status", "seconds", "executed notebook"):
-        steps.add_column(column)
-    for step in summary.steps:
-        steps.add_row(
-            step.name, "ok" if step.ok else "[red]FAILED[/red]", f"{step.seconds:.1f}", step.output
-        )
-    console.print(steps)
-    tables = Table(title="Tables touched")
-    for column in ("step", "table", "commits", "rows added", "rows removed", "rows now"):
-        tables.add_column(
-            column, justify="right" if column.startswith(("rows", "commits")) else "left"
-        )
-    for step in summary.steps:
-        for change in step.tables:
-            tables.add_row(
-                step.name,
-                change.table,
-                str(change.snapshots),
-                f"{change.added_records:,}",
-                f"{change.deleted_records:,}",
-                f"{change.total_records:,}",
-            )
-    if tables.row_count:
-        console.print(tables)
-    report = Path(summary.folder) / "quality" / "index.html"
-    if report.is_file():
-        console.print(f"Quality report: {report}  (lab docs --run {summary.run_id} --serve)")
-    console.print(
-        "[green]Run complete.[/green]"
-        if summary.ok
-        else f"[red]Run failed.[/red] {summary.steps[-1].error}"
-    )
-
-
-def _console() -> Console:
-    from rich.console import Console
-
-    # Piped into a log file, rich would fold table names at 80 columns.
-    return Console(highlight=False, width=None if sys.stdout.isatty() else 140)
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    if args.start is None and args.end is None:
-        start, end = SAMPLE_START, SAMPLE_END
-    else:  # one date given: run just that date
-        start, end = args.start or args.end, args.end or args.start
-    chosen = args.steps or [s.name for s in STEPS]  # dbt only when named
-    steps = [s for s in (*STEPS, *EXTRA_STEPS) if s.name in chosen]
-    summary = run_pipeline(
-        start,
-        end,
-        full_refresh=args.full_refresh,
-        assets=args.assets or (),
-        evolve_schema=args.evolve_schema,
-        steps=steps,
-    )
-    render_summary(summary)
-    return 0 if summary.ok else 1
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "run",
-        help="run bronze -> silver -> gold -> quality for a date range (default: the sample range)",
-    )
-    parser.add_argument("--start", type=cli_date, help="first logical date, YYYY-MM-DD")
-    parser.add_argument("--end", type=cli_date, help="last logical date, YYYY-MM-DD (inclusive)")
-    parser.add_argument("--full-refresh", action="store_true", help="rebuild silver and gold")
-    parser.add_argument(
-        "--evolve-schema",
-        action="store_true",
-        help="let silver add fields the source newly sends as columns (docs/maintenance.md)",
-    )
-    parser.add_argument(
-        "--assets",
-        nargs="+",
-        metavar="ID",
-        help="fetch only these assets' history into bronze, e.g. bitcoin ethereum (default: all)",
-    )
-    parser.add_argument(
-        "--steps",
-        nargs="+",
-        choices=[s.name for s in (*STEPS, *EXTRA_STEPS)],
-        help="run only these steps (default: all but dbt; name dbt to build its marts last)",
-    )
-    parser.set_defaults(handler=_cmd_run)

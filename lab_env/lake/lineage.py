@@ -7,8 +7,6 @@ snapshot summary. pyiceberg: pass ``snapshot_properties=run_properties(...)`` to
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -91,32 +89,3 @@ def table_lineage(table_name: str) -> list[SnapshotLineage]:
         )
     return rows
 
-
-def _cmd_lineage(args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    rows = table_lineage(args.table)
-    out = Table(title=f"Lineage of {args.table}")
-    for column in ("committed (UTC)", "snapshot", "operation", "run id", "dates", "+rows", "-rows"):
-        out.add_column(column, justify="right" if column.endswith("rows") else "left",
-                       no_wrap=column in ("run id", "dates"))
-    for row in rows:
-        out.add_row(
-            f"{row.committed_at:%Y-%m-%d %H:%M:%S}",
-            str(row.snapshot_id),
-            row.operation,
-            row.run_id or "(untagged)",
-            row.dates,
-            f"{row.added_records:,}",
-            f"{row.deleted_records:,}",
-        )
-    # Piped, rich would fold the table at 80 columns and cut run ids and dates: no fold there.
-    Console(highlight=False, width=None if sys.stdout.isatty() else 1000).print(out)
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("lineage", help="which run made each snapshot of a table")
-    parser.add_argument("table", help="namespace.table, e.g. silver.asset_prices")
-    parser.set_defaults(handler=_cmd_lineage)

@@ -26,7 +26,6 @@ dry run changes nothing and does not take it.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import hashlib
@@ -389,46 +388,6 @@ def default_tables() -> list[str]:
             for ident in catalog.list_tables(ns)]
 
 
-def _human(value: Any, measure: str) -> str:
-    if value == "":
-        return ""
-    if measure == "data bytes":
-        size = float(value)
-        for unit in ("B", "KB", "MB", "GB"):
-            if size < 1024 or unit == "GB":
-                return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
-            size /= 1024
-    return f"{value:,}" if isinstance(value, int) else str(value)
-
-
-def render_report(report: MaintenanceReport) -> None:
-    """Print a report as a before/after table and the steps taken."""
-    from rich.console import Console
-    from rich.table import Table
-
-    out = Table(title=f"Maintenance of {report.table}")
-    out.add_column("measure")
-    out.add_column("before", justify="right")
-    if not report.dry_run:
-        out.add_column("after", justify="right")
-    for measure, before, after in report.comparison():
-        cells = [_human(before, measure)]
-        if not report.dry_run:
-            cells.append(_human(after, measure))
-        out.add_row(measure, *cells)
-    console = Console(width=110)
-    console.print(out)
-    for step, outcome in report.steps:
-        console.print(f"  {step}: {outcome}", soft_wrap=True, highlight=False)
-    if report.after is not None:
-        console.print(f"  rows read back: {report.after.rows:,}, same data: "
-                      f"{'yes' if report.data_unchanged else 'NO'}; "
-                      f"tags and branches kept: {', '.join(sorted(report.after.refs)) or '-'}",
-                      soft_wrap=True, highlight=False)
-    else:
-        console.print("  dry run: nothing changed", highlight=False)
-
-
 def maintain(tables: Sequence[str], policy: Policy, *, dry_run: bool = False,
              on_report: Callable[[MaintenanceReport], None] | None = None,
              ) -> list[MaintenanceReport]:
@@ -462,40 +421,3 @@ def maintain(tables: Sequence[str], policy: Policy, *, dry_run: bool = False,
             reports.append(report)
         return reports
 
-
-def _cmd_maintain(args: argparse.Namespace) -> int:
-    policy = Policy(
-        older_than=parse_duration(args.older_than),
-        retain_last=args.retain_last,
-        orphan_older_than=parse_duration(args.orphan_older_than),
-        min_input_files=args.min_input_files,
-    )
-    maintain(args.tables, policy, dry_run=args.dry_run, on_report=render_report)
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    defaults = Policy()
-    parser = subparsers.add_parser(
-        "maintain",
-        help="compact files, rewrite manifests, expire snapshots, remove orphans (safe defaults)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("tables", nargs="*", metavar="TABLE",
-                        help="namespace.table (default: every silver and gold table)")
-    parser.add_argument("--older-than", default=f"{defaults.older_than.days}d", metavar="AGE",
-                        help="expire snapshots older than AGE, e.g. 7d, 12h, 0s "
-                             "(default: %(default)s)")
-    parser.add_argument("--retain-last", type=int, default=defaults.retain_last, metavar="N",
-                        help="always keep the last N snapshots of each branch "
-                             "(default: %(default)s)")
-    parser.add_argument("--orphan-older-than", default=f"{defaults.orphan_older_than.days}d",
-                        metavar="AGE", help="delete orphan files only when older than AGE, at "
-                                            "least 1d (default: %(default)s)")
-    parser.add_argument("--min-input-files", type=int, default=defaults.min_input_files,
-                        metavar="N", help="compact a partition only when it has N small files "
-                                          "(default: %(default)s)")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="measure and say what would be done; change nothing")
-    parser.set_defaults(handler=_cmd_maintain)

@@ -15,14 +15,12 @@ figures.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from lab_env.config import Settings, get_settings
@@ -148,25 +146,3 @@ def build(
             stale.unlink(missing_ok=True)
     return path, True
 
-
-def _cmd_build(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    if not settings.is_local:
-        print("spark-archive: not used by the compose profile (its Spark has its own image)")
-        return 0
-    began = time.perf_counter()
-    path, built = build(settings)
-    size = path.stat().st_size / 2**20
-    if built:
-        print(f"spark-archive: built {path} ({size:.0f} MB) in {time.perf_counter() - began:.0f} s")
-    else:
-        print(f"spark-archive: up to date, {path} ({size:.0f} MB)")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "spark-archive",
-        help="build the Spark driver's class archive (faster Spark starts; make setup runs it)",
-    )
-    parser.set_defaults(handler=_cmd_build)

@@ -8,7 +8,6 @@ killed runs left on gold.
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import subprocess
 import urllib.error
@@ -311,6 +310,7 @@ def run_checks(settings: Settings | None = None) -> list[Check]:
 
 
 def report(checks: list[Check], profile: str) -> str:
+    """The checks as ``lab doctor`` shows them: a line each, the fix under a failure, a verdict."""
     lines = [f"lab doctor (profile: {profile})"]
     for c in checks:
         source = f" (from {c.source})" if c.source else ""
@@ -322,14 +322,3 @@ def report(checks: list[Check], profile: str) -> str:
     lines.append("All good." if not failed else f"{failed} problem(s) found.")
     return "\n".join(lines)
 
-
-def _cmd_doctor(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    checks = run_checks(settings)
-    print(report(checks, settings.profile))
-    return 0 if all(c.ok for c in checks) else 1
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("doctor", help="check Java, jars, catalog and storage")
-    parser.set_defaults(handler=_cmd_doctor)

@@ -20,7 +20,6 @@ against the stack.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import os
@@ -31,13 +30,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lab_env import processes
-from lab_env.config import Settings, get_settings, stack_env_file
+from lab_env.config import Settings, stack_env_file
 from lab_env.errors import LabError
 from lab_env.lake import jars
 
@@ -723,62 +722,3 @@ def processes_left(stack: Stack) -> list[int]:
     """Pids of the stack's processes, and of those they started, still running after ``down``."""
     return [pid for s in stack.services for pid in group_members(s.pid)]
 
-
-# ----- the command line -----
-
-
-def _table(statuses: list[ServiceStatus]) -> Iterator[str]:
-    for s in statuses:
-        state = "ok  " if s.healthy else "FAIL" if s.alive else "down"
-        pid = f"pid {s.pid}" if s.pid else "-"
-        yield f"  {state} {s.name:<13} {pid:<10} {s.detail}"
-
-
-def _cmd_up(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    stack = up(settings)
-    print(f"lab stack: up under {stack.folder}")
-    print("\n".join(_table(status(stack))))
-    print(f"Settings: {stack_env_file(stack.home)} (lab reads it while the stack runs).")
-    print(f"Use it: LAB_HOME={stack.home} lab run   Stop it: LAB_HOME={stack.home} lab stack down")
-    return 0
-
-
-def _cmd_down(args: argparse.Namespace) -> int:
-    home = get_settings().lab_home
-    stopped = down(home)
-    if stopped:
-        print(f"lab stack: stopped {', '.join(stopped)}; data kept in {stack_dir(home)}.")
-    else:
-        print(f"lab stack: nothing runs under {stack_dir(home)}.")
-    return 0
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    home = get_settings().lab_home
-    stack = load(home)
-    if stack is None:
-        raise LabError(f"No stack runs under {stack_dir(home)}.", "start one: lab stack up.")
-    statuses = status(stack)
-    healthy = all(s.healthy for s in statuses)
-    print(f"lab stack under {stack.folder}: {'healthy' if healthy else 'NOT healthy'}")
-    print("\n".join(_table(statuses)))
-    if not healthy:
-        print(f"  fix: {RESTART}")
-    return 0 if healthy else 1
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "stack",
-        help="run the compose profile's services natively: S3, REST catalog, Spark (no Docker)",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    for action, handler, text in (
-        ("up", _cmd_up, "start the stack on free ports under LAB_HOME/stack"),
-        ("down", _cmd_down, "stop the stack's processes by pid (its data stays)"),
-        ("status", _cmd_status, "each service, its pid and health"),
-    ):
-        actions.add_parser(action, help=text).set_defaults(handler=handler)

@@ -1,4 +1,4 @@
-"""Data Docs per run, the run's quality report page, and ``lab docs``.
+"""Data Docs per run and the run's quality report page (shown by ``lab docs``).
 
 Each gate run gets its own file-mode Great Expectations project in the run's folder,
 ``runs/<dates>/<run_id>/quality/``: the suites and validation results as JSON under ``gx/``,
@@ -11,8 +11,6 @@ its validation pages are plain HTML, and so is ``index.html`` (rendered from
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import datetime as dt
 import json
 import shutil
@@ -119,36 +117,3 @@ def find_report(run_id: str | None = None) -> Path:
     return max(pages, key=lambda p: p.stat().st_mtime)
 
 
-def serve(folder: Path, port: int = 0) -> None:
-    """Serve ``folder`` on 127.0.0.1 until Ctrl-C."""
-    import functools
-    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-
-    handler = functools.partial(SimpleHTTPRequestHandler, directory=str(folder))
-    with ThreadingHTTPServer(("127.0.0.1", port), handler) as server:
-        print(f"Serving http://127.0.0.1:{server.server_port}/{INDEX} (Ctrl-C to stop)",
-              flush=True)
-        with contextlib.suppress(KeyboardInterrupt):
-            server.serve_forever()
-
-
-def _cmd_docs(args: argparse.Namespace) -> int:
-    page = find_report(args.run)
-    print(page)
-    if args.open:
-        import webbrowser
-
-        webbrowser.open(page.as_uri())
-    if args.serve:
-        serve(page.parent, args.port)
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "docs", help="the quality report and Data Docs of a run (print, open or serve)")
-    parser.add_argument("--run", help="the run id (default: the latest run with a report)")
-    parser.add_argument("--serve", action="store_true", help="serve it on 127.0.0.1")
-    parser.add_argument("--port", type=int, default=8765, help="port for --serve (0: any free)")
-    parser.add_argument("--open", action="store_true", help="open it in your browser")
-    parser.set_defaults(handler=_cmd_docs)

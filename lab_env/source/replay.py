@@ -16,7 +16,6 @@ is cut in half), ``delay`` seconds for ``slow_requests`` requests; and on every 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import datetime as dt
 import hmac
@@ -126,7 +125,7 @@ class ReplayServer:
         if not (self.samples_dir / samples.ASSETS_FILE).is_file():
             raise LabError(
                 f"No replay samples in {self.samples_dir}.",
-                "regenerate them with `python -m lab_env.source.samples`.",
+                "regenerate them with `lab samples`.",
             )
         self.faults = faults or Faults(**fault_args)
         self._api_key = api_key
@@ -388,87 +387,3 @@ def replay_server(**kwargs: Any) -> Iterator[str]:
     with ReplayServer(**kwargs) as server:
         yield server.url
 
-
-# ----- lab serve-samples -----
-
-
-def faults_from_args(args: argparse.Namespace) -> Faults:
-    """The :class:`Faults` that ``lab serve-samples`` flags ask for."""
-    route: str | dict[str, str] | None = None
-    for item in args.route or []:
-        fault, sep, where = item.rpartition("=")
-        if not sep:
-            route = where
-        else:
-            route = dict(route) if isinstance(route, dict) else {}
-            route[fault.replace("-", "_")] = where
-    # every other field of Faults has a flag of the same name (``--rate-limit`` -> rate_limit)
-    flags = {f.name: getattr(args, f.name) for f in fields(Faults) if f.name != "route"}
-    return Faults(**flags, route=route)
-
-
-def _cmd_serve(args: argparse.Namespace) -> int:
-    from lab_env.config import get_settings
-
-    key = None
-    if args.require_key:
-        secret = get_settings().coincap_api_key
-        if secret is None:
-            raise LabError(
-                "--require-key needs LAB_COINCAP_API_KEY.", "export LAB_COINCAP_API_KEY=<a key>."
-            )
-        key = secret.get_secret_value()
-    server = ReplayServer(
-        Path(args.samples), host=args.host, port=args.port, api_key=key,
-        faults=faults_from_args(args),
-    )
-    active = {
-        f.name: getattr(server.faults, f.name)
-        for f in fields(Faults)
-        if getattr(server.faults, f.name) != f.default
-    }
-    print(f"Replaying {args.samples} ({server.days[0]}..{server.days[-1]}) at {server.url}")
-    print(f"  export LAB_COINCAP_URL={server.url}")
-    print(f"  faults: {active or 'none'}; API key required: {'yes' if key else 'no'}")
-    print("Stop with Ctrl-C.", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "serve-samples",
-        help="serve data_samples/ like the CoinCap API on 127.0.0.1, optionally with faults",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--port", type=int, default=0, help="0 = any free port (default)")
-    parser.add_argument("--host", default="127.0.0.1", help="default: %(default)s")
-    parser.add_argument("--samples", default=str(samples.SAMPLES_DIR), help="default: %(default)s")
-    parser.add_argument("--require-key", action="store_true",
-                        help="answer 401 unless the request carries LAB_COINCAP_API_KEY as Bearer")
-    group = parser.add_argument_group("faults (counted ones: N<0 means every request)")
-    group.add_argument("--rate-limit", type=int, default=0, metavar="N",
-                       help="429 with Retry-After for the first N requests")
-    group.add_argument("--retry-after", default="1", metavar="S",
-                       help="Retry-After value: seconds or an HTTP date (default: 1)")
-    group.add_argument("--server-errors", type=int, default=0, metavar="N",
-                       help="500 for the first N requests")
-    group.add_argument("--delay", type=float, default=0.0, metavar="S",
-                       help="wait S seconds before answering")
-    group.add_argument("--slow-requests", type=int, default=-1, metavar="N",
-                       help="only the first N requests are slow (default: all)")
-    group.add_argument("--truncate", type=int, default=0, metavar="N",
-                       help="cut the JSON body of the first N answers in half")
-    group.add_argument("--rename-field", metavar="OLD=NEW", help="rename a field in every record")
-    group.add_argument("--extra-field", metavar="NAME[=VALUE]", help="add a field to every record")
-    group.add_argument("--null-field", metavar="NAME", help="set a field to null in every record")
-    group.add_argument("--route", action="append", metavar="[FAULT=]ROUTE",
-                       help="limit faults to a route (assets or history); repeat as "
-                            "FAULT=ROUTE to limit one fault, e.g. --route truncate=history")
-    parser.set_defaults(handler=_cmd_serve)

@@ -1,6 +1,6 @@
 """The bundled, SYNTHETIC CoinCap-style samples in ``data_samples/``: generator and reader.
 
-``python -m lab_env.source.samples`` rewrites ``data_samples/`` from a seed (same seed, same bytes):
+``lab samples`` rewrites ``data_samples/`` from a seed (same seed, same bytes):
 20 assets, an hourly geometric random walk per asset from 2025-01-01T00:00Z to
 2025-03-31T23:00Z, and one ``/assets`` snapshot per day taken at 23:59:59Z that agrees with
 the history. A few defects are planted on purpose (see ``PLANTED_NULLS`` and
@@ -9,14 +9,12 @@ the history. A few defects are planted on purpose (see ``PLANTED_NULLS`` and
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import gzip
 import hashlib
 import json
 import math
 import random
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -240,7 +238,7 @@ def generate(out_dir: Path = SAMPLES_DIR, seed: int = DEFAULT_SEED) -> list[Path
 
     manifest = {
         "synthetic": True,
-        "generator": f"python -m lab_env.source.samples --seed {seed}",
+        "generator": f"lab samples --seed {seed}",
         "seed": seed,
         "start": SAMPLE_START.isoformat(),
         "end": SAMPLE_END.isoformat(),
@@ -282,19 +280,3 @@ def asset_ids(samples_dir: Path = SAMPLES_DIR) -> list[str]:
     files = (samples_dir / HISTORY_DIR).glob("*.json.gz")
     return sorted(p.name.removesuffix(".json.gz") for p in files)
 
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m lab_env.source.samples",
-        description="Regenerate the synthetic data_samples/.",
-    )
-    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, help="default: %(default)s")
-    parser.add_argument("--out", type=Path, default=SAMPLES_DIR, help="default: %(default)s")
-    args = parser.parse_args(argv)
-    for path in generate(args.out, args.seed):
-        print(f"wrote {path} ({path.stat().st_size:,} bytes)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,7 +9,6 @@ stack the ``kafka`` service plays the same part (LAB_KAFKA_BOOTSTRAP=localhost:9
 
 from __future__ import annotations
 
-import argparse
 import base64
 import contextlib
 import json
@@ -103,7 +102,8 @@ def _is_our_broker(pid: int) -> bool:
     return MAIN_CLASS.encode() in cmdline
 
 
-def _port_open(port: int) -> bool:
+def port_open(port: int) -> bool:
+    """True if a server accepts connections on 127.0.0.1:``port``."""
     with contextlib.closing(socket.socket()) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
@@ -236,7 +236,7 @@ def start(
     home = kafka_home(settings)
     (home / "data").mkdir(parents=True, exist_ok=True)
     previous = _read_state(settings)
-    if port == 0 and previous is not None and not _port_open(previous.port):
+    if port == 0 and previous is not None and not port_open(previous.port):
         port = previous.port  # the same address as last time, if it is still free
     if port:
         with socket.socket() as probe:  # a taken port fails here, not in the broker's log
@@ -275,7 +275,7 @@ def start(
                 f"({_last_error(log_file)}).",
                 f"read {log_file}; `lab kafka start --port N` picks another port.",
             )
-        if _port_open(port) and READY_LINE in _tail(log_file, offset):
+        if port_open(port) and READY_LINE in _tail(log_file, offset):
             return state, True
         time.sleep(0.3)
     _stop_pid(proc.pid)
@@ -334,48 +334,3 @@ def stop(settings: Settings | None = None) -> BrokerState | None:
         _stop_pid(state.pid)
     _state_file(settings).unlink(missing_ok=True)
     return state
-
-
-def _cmd_start(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    state, started = start(settings, port=args.port)
-    verb = "started" if started else "already running"
-    print(f"kafka: {verb} on {state.bootstrap} (pid {state.pid}, cluster {state.cluster_id}); "
-          f"data and log in {kafka_home(settings)}")
-    return 0
-
-
-def _cmd_stop(args: argparse.Namespace) -> int:
-    state = stop(get_settings())
-    print(f"kafka: stopped (pid {state.pid})" if state else "kafka: not running")
-    return 0
-
-
-def _cmd_status(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    state = status(settings)
-    if state is None:
-        print(f"kafka: not running for LAB_HOME {settings.lab_home} (start: lab kafka start)")
-        return 1
-    up = "accepting connections" if _port_open(state.port) else "not answering yet"
-    print(f"kafka: running on {state.bootstrap} (pid {state.pid}), {up}; "
-          f"up {time.time() - state.started_at:.0f} s")
-    return 0
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "kafka",
-        help="run a one-node Apache Kafka broker (KRaft) on 127.0.0.1 with its data in LAB_HOME",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    actions = parser.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
-    start_parser = actions.add_parser("start", help="start the broker (or say it runs already)")
-    start_parser.add_argument("--port", type=int, default=0,
-                              help="the client port on 127.0.0.1 (0: last one or any free port)")
-    start_parser.set_defaults(handler=_cmd_start)
-    actions.add_parser("stop", help="stop the broker by its pid").set_defaults(handler=_cmd_stop)
-    actions.add_parser("status", help="is it running, and where (exit 1 if not)").set_defaults(
-        handler=_cmd_status
-    )

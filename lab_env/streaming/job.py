@@ -16,7 +16,6 @@ processing-time trigger runs until stopped (``lab stream run --live``).
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -240,77 +239,3 @@ def _progress_line(queries: dict[str, StreamingQuery]) -> str:
         parts.append(f"{name}: batch {last.get('batchId', '-')}, "
                      f"{last.get('numInputRows', 0)} rows")
     return "; ".join(parts)
-
-
-def _cmd_produce(args: argparse.Namespace) -> int:
-    from lab_env.streaming.produce import parse_time, produce
-
-    result = produce(
-        get_settings(), count=args.count, rate=args.rate,
-        start=parse_time(args.start) if args.start else None, step_ms=args.step_ms,
-        duplicates=args.duplicates, late=args.late, late_by_s=args.late_by,
-    )
-    print(f"produce: {result.sent} records to {result.topic!r} in {result.seconds:.1f} s "
-          f"({result.rate:.0f}/s): {result.on_time} ticks, {result.duplicates} duplicates, "
-          f"{result.late} late; event time {result.first_event_time} .. {result.last_event_time}")
-    return 0
-
-
-def _cmd_run(args: argparse.Namespace) -> int:
-    result = run(
-        get_settings(), live=args.live, seconds=args.seconds, trigger_s=args.trigger,
-        max_offsets_per_trigger=args.max_offsets,
-        on_progress=lambda line: print(f"stream: {line}", flush=True),
-    )
-    rows = ", ".join(f"{name} {n} rows in {result.batches[name]} batches"
-                     for name, n in result.input_rows.items())
-    print(f"stream: {rows}; {result.late_rows_dropped} late and {result.duplicates_dropped} "
-          f"duplicate ticks left out of the windows; watermark {result.watermark}; "
-          f"{result.seconds:.1f} s")
-    return 0
-
-
-def _positive(kind: type) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        value = kind(text)
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be >= 0, not {text}")
-        return value
-    parse.__name__ = kind.__name__
-    return parse
-
-
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser(
-        "stream", help="replay ticks into Kafka, and stream them into Iceberg with Spark",
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    actions = parser.add_subparsers(dest="stream_command", required=True, metavar="ACTION")
-    produce = actions.add_parser("produce", help="replay the bundled sample as ticks into Kafka")
-    produce.add_argument("--count", type=_positive(int), default=600,
-                         help="ticks to send (default: %(default)s)")
-    produce.add_argument("--rate", type=_positive(float), default=100.0,
-                         help="records per second, 0: as fast as possible (default: %(default)s)")
-    produce.add_argument("--start", metavar="ISO|now",
-                         help="synthetic event clock from this moment (default: the wall clock)")
-    produce.add_argument("--step-ms", type=int, default=100,
-                         help="event time between ticks on the synthetic clock "
-                              "(default: %(default)s)")
-    produce.add_argument("--duplicates", type=_positive(int), default=0,
-                         help="re-send N ticks (same event id)")
-    produce.add_argument("--late", type=_positive(int), default=0,
-                         help="send N late ticks at the end")
-    produce.add_argument("--late-by", type=float, default=300.0, metavar="S",
-                         help="how far behind the last tick a late one was observed (default: 300)")
-    produce.set_defaults(handler=_cmd_produce)
-    run_parser = actions.add_parser("run", help="Kafka -> bronze.stream_ticks and "
-                                    "gold.stream_prices_1m (reads what is there, then stops)")
-    run_parser.add_argument("--live", action="store_true",
-                            help="keep running with a processing-time trigger (Ctrl-C stops)")
-    run_parser.add_argument("--seconds", type=_positive(float),
-                            help="with --live: stop after this long")
-    run_parser.add_argument("--trigger", type=_positive(float), default=1.0, metavar="S",
-                            help="with --live: seconds between micro-batches (default: 1)")
-    run_parser.add_argument("--max-offsets", type=_positive(int), metavar="N",
-                            help="at most N records per micro-batch")
-    run_parser.set_defaults(handler=_cmd_run)

@@ -1,91 +1,26 @@
-"""The ``lab`` command: ``lab doctor``, ``lab run`` and the lab's other tools.
+"""What the libraries raise (SQLite, pyiceberg, the OS, Spark), as one line with a fix.
 
-Every failure ends as one line, ``error: <what is wrong> Fix: <what to do>``, and a non-zero
-exit code; ``lab --verbose`` adds the traceback. :func:`as_lab_error` is the one place that
-turns what the libraries raise (SQLite, pyiceberg, the OS, Spark) into such a line.
+:func:`as_lab_error` is the one place that turns such an exception into a
+:class:`~lab_env.errors.LabError`; the ``lab`` command prints it as
+``error: <what is wrong> Fix: <what to do>``.
 """
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import errno
-import importlib
-import shlex
 import sqlite3
-import sys
-import traceback
-from collections.abc import Sequence
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from lab_env.errors import LabError, one_line
 
-# Each module adds its subcommands with ``register(subparsers)``.
-COMMAND_MODULES: tuple[str, ...] = (
-    "lab_env.machine.doctor",
-    "lab_env.jobs.runner",
-    "lab_env.course.exercises",
-    "lab_env.course.grading",
-    "lab_env.jobs.ingest",
-    "lab_env.source.replay",
-    "lab_env.lake.lineage",
-    "lab_env.lake.maintain",
-    "lab_env.quality.report",
-    "lab_env.jobs.bronze",
-    "lab_env.jobs.dbt",
-    "lab_env.dashboard.commands",
-    "lab_env.machine.stack",
-    "lab_env.streaming.broker",
-    "lab_env.streaming.job",
-    "lab_env.lake.spark_archive",
-)
-# Commands that write the lakehouse hold the LAB_HOME lock (lab_env.lake.lock) from the start, so a
-# second one is refused before it prints or starts anything. (A dry run writes nothing.) A command
-# with subcommands says per subcommand with ``writes`` in its defaults.
-WRITERS = frozenset({"run", "ingest", "restore", "maintain"})
 
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="lab", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true", help="show full tracebacks")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(subparsers)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        with _writer_lock(args, sys.argv[1:] if argv is None else list(argv)):
-            return int(args.handler(args) or 0)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as exc:
-        error = exc if isinstance(exc, LabError) else as_lab_error(exc, args)
-        if args.verbose:
-            traceback.print_exc()
-        print(f"error: {one_line(str(error))}", file=sys.stderr)
-        return error.exit_code
-
-
-def _writer_lock(
-    args: argparse.Namespace, argv: list[str]
-) -> contextlib.AbstractContextManager[object]:
-    if not getattr(args, "writes", args.command in WRITERS) or getattr(args, "dry_run", False):
-        return contextlib.nullcontext()
-    from lab_env.config import get_settings
-    from lab_env.lake.lock import lakehouse_lock
-
-    return lakehouse_lock(get_settings(), None, shlex.join(["lab", *argv]))
-
-
-def as_lab_error(exc: BaseException, args: argparse.Namespace | None = None) -> LabError:
+def as_lab_error(exc: BaseException, params: Mapping[str, Any] | None = None) -> LabError:
     """What a library raised, as a LabError with a fix (a generic one if nothing fits).
 
     The exception and the ones it was raised from are looked at in turn, outermost first.
+    ``params``: the command's parameters (a busy ``port`` is named in the message).
     """
     chain: list[BaseException] = []
     inner: BaseException | None = exc
@@ -93,7 +28,7 @@ def as_lab_error(exc: BaseException, args: argparse.Namespace | None = None) -> 
         chain.append(inner)
         inner = inner.__cause__ or inner.__context__
     for each in chain:
-        error = _translate(each, args)
+        error = _translate(each, params or {})
         if error is not None:
             return error
     return LabError(
@@ -103,7 +38,7 @@ def as_lab_error(exc: BaseException, args: argparse.Namespace | None = None) -> 
     )
 
 
-def _translate(exc: BaseException, args: argparse.Namespace | None) -> LabError | None:
+def _translate(exc: BaseException, params: Mapping[str, Any]) -> LabError | None:
     names = {(cls.__module__.split(".")[0], cls.__name__) for cls in type(exc).__mro__}
     if isinstance(exc, LabError):
         return exc
@@ -126,7 +61,7 @@ def _translate(exc: BaseException, args: argparse.Namespace | None) -> LabError 
             "run `lab doctor`; `lab --verbose` shows the Java stack trace.",
         )
     if isinstance(exc, OSError):
-        return _os_error(exc, args)
+        return _os_error(exc, params)
     return None
 
 
@@ -144,9 +79,9 @@ def _catalog_error(exc: BaseException) -> LabError:
     return damaged_catalog(get_settings(), reason)
 
 
-def _os_error(exc: OSError, args: argparse.Namespace | None) -> LabError:
+def _os_error(exc: OSError, params: Mapping[str, Any]) -> LabError:
     if exc.errno == errno.EADDRINUSE:
-        port = getattr(args, "port", None)
+        port = params.get("port")
         return LabError(
             f"Port {port} on 127.0.0.1 is already in use." if port else
             "The address is already in use.",
@@ -183,7 +118,3 @@ def _first_lines(text: str, limit: int = 300) -> str:
     ]
     gist = " ".join(lines[:2]).rstrip(".")
     return gist if len(gist) <= limit else gist[: limit - 3] + "..."
-
-
-if __name__ == "__main__":
-    sys.exit(main())
