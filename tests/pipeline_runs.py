@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from lab_env.config import load_settings
 from lab_env.lake.catalog import get_catalog
+from lab_env.ports import free_ports
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,17 +25,26 @@ def lab_env_vars(home: Path) -> dict[str, str]:
     return env | {"LAB_HOME": str(home)}
 
 
-def lab(
-    home: Path, *args: str, timeout: float = 900, env: dict[str, str] | None = None
+def python(
+    *args: str, env: dict[str, str], cwd: Path, timeout: float
 ) -> subprocess.CompletedProcess[str]:
+    """This venv's Python run with ``args`` (``-c CODE`` or ``-m MODULE ...``), output as text."""
     return subprocess.run(
-        [sys.executable, "-m", "lab_env.cli", *args],
-        env=lab_env_vars(home) | (env or {}),
-        cwd=REPO,
+        [sys.executable, *args],
+        env=env,
+        cwd=cwd,
         capture_output=True,
         text=True,
         timeout=timeout,
         check=False,
+    )
+
+
+def lab(
+    home: Path, *args: str, timeout: float = 900, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    return python(
+        "-m", "lab_env.cli", *args, env=lab_env_vars(home) | (env or {}), cwd=REPO, timeout=timeout
     )
 
 
@@ -66,16 +76,6 @@ def free_port() -> int:
     return port
 
 
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports on 127.0.0.1 (all held open until every one is picked)."""
-    import socket
-    from contextlib import ExitStack
-
-    with ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in socks:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in socks]
 
 
 def airflow_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -18,7 +18,6 @@ import requests
 from pipeline_runs import (
     airflow_cli,
     assert_same_tables,
-    free_ports,
     lab,
     lab_env_vars,
     stop_group,
@@ -26,6 +25,7 @@ from pipeline_runs import (
 from tenacity import retry, retry_if_result, stop_after_attempt, wait_fixed
 
 from lab_env.jobs import airflow_db
+from lab_env.ports import free_ports
 
 pytestmark = [pytest.mark.notebook, pytest.mark.airflow]
 

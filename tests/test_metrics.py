@@ -23,7 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from lab_env.config import Settings, load_settings
 from lab_env.jobs import metrics
 from lab_env.jobs.runner import StepResult, TableChange
-from tests.pipeline_runs import REPO, free_ports, lab_env_vars
+from lab_env.ports import free_ports
+from tests.pipeline_runs import REPO, lab_env_vars
 
 PROMETHEUS_DIR = REPO / "docker" / "prometheus"
 DAY = dt.date(2025, 3, 31)

@@ -239,8 +239,8 @@ def test_a_port_taken_before_a_service_binds_it_is_one_line_with_a_fix(
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         taken = busy.getsockname()[1]
-        free = native._free_ports
-        monkeypatch.setattr(native, "_free_ports", lambda count: [taken, *free(count - 1)])
+        free = native.free_ports
+        monkeypatch.setattr(native, "free_ports", lambda count: [taken, *free(count - 1)])
         settings = load_settings(home=tmp_path / "lakehouse")
         with pytest.raises(LabError) as failed:
             native.start_s3(settings, tmp_path / "stack")

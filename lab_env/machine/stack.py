@@ -24,7 +24,6 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -39,6 +38,7 @@ from lab_env import processes
 from lab_env.config import Settings, stack_env_file
 from lab_env.errors import LabError
 from lab_env.lake import jars
+from lab_env.ports import free_ports
 
 HOST = "127.0.0.1"
 SERVICES = ("s3", "rest", "spark-master", "spark-worker")
@@ -231,19 +231,6 @@ def _spawn(
     return process, log
 
 
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct ports free on 127.0.0.1 now."""
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket()
-            sock.bind((HOST, 0))
-            sockets.append(sock)
-        return [int(s.getsockname()[1]) for s in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
 
 def _get(url: str, timeout: float = 3) -> tuple[int, bytes]:
     """An HTTP GET: (status, body); (0, b'') when nothing answers."""
@@ -352,7 +339,7 @@ def start_s3(settings: Settings, folder: Path) -> Service:
     data = folder / "s3"
     data.mkdir(parents=True, exist_ok=True)
     names = ("s3", "master", "volume", "filer", "admin")
-    free = _free_ports(2 * len(names))
+    free = free_ports(2 * len(names))
     http = dict(zip(names, free[: len(names)], strict=True))
     grpc = dict(zip(names, free[len(names) :], strict=True))
     ports = http | {f"{name}.grpc": port for name, port in grpc.items()}
@@ -476,7 +463,7 @@ def _serve_fixture(gateway_port: int, token: str, port: int) -> None:
 def start_rest(settings: Settings, folder: Path, s3_endpoint: str, java: str) -> Service:
     """The Iceberg REST catalog fixture in its own JVM."""
     (folder / "rest").mkdir(parents=True, exist_ok=True)
-    (port,) = _free_ports(1)
+    (port,) = free_ports(1)
     classpath = os.pathsep.join([str(rest_fixture_jar(settings)), str(py4j_jar())])
     env = os.environ | rest_environment(settings, folder, s3_endpoint, port)
     gateway = ["py4j.GatewayServer", "--enable-auth", "0"]  # any free port for the gateway
@@ -516,7 +503,7 @@ def _spark_env() -> dict[str, str]:
 
 
 def start_spark_master(folder: Path) -> Service:
-    port, ui = _free_ports(2)
+    port, ui = free_ports(2)
     command = [
         str(spark_home() / "bin" / "spark-class"), "org.apache.spark.deploy.master.Master",
         "--host", HOST, "--port", str(port), "--webui-port", str(ui),
@@ -533,7 +520,7 @@ def start_spark_master(folder: Path) -> Service:
 
 
 def start_spark_worker(folder: Path, master: Service) -> Service:
-    port, ui = _free_ports(2)
+    port, ui = free_ports(2)
     work = folder / "spark-worker"
     work.mkdir(parents=True, exist_ok=True)
     command = [

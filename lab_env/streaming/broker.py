@@ -13,7 +13,6 @@ import base64
 import contextlib
 import json
 import os
-import random
 import signal
 import socket
 import subprocess
@@ -26,6 +25,7 @@ from lab_env import processes
 from lab_env.config import Settings, get_settings
 from lab_env.errors import LabError
 from lab_env.lake import jars
+from lab_env.ports import free_ports
 
 MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL = "kafka.tools.StorageTool"
@@ -109,38 +109,6 @@ def port_open(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-def _ephemeral_range() -> tuple[int, int]:
-    """The ports the kernel hands out for bind(0) and to every client socket."""
-    try:
-        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
-        return int(low), int(high)
-    except (OSError, ValueError):
-        return 49152, 65535  # macOS and the IANA dynamic range
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct free ports on 127.0.0.1, below the ephemeral range.
-
-    A port from bind(0) is an ephemeral one: in the seconds before the broker binds it (the
-    storage format runs a JVM first), the kernel can give it to any client socket on the
-    machine, and the broker then fails with `Address already in use`. A port below that range
-    is only taken by a server that asks for it by number.
-    """
-    low, _ = _ephemeral_range()
-    candidates = list(range(max(1024, low - 20000), low))
-    random.shuffle(candidates)
-    picked: list[int] = []
-    for candidate in candidates:
-        with contextlib.closing(socket.socket()) as sock:
-            try:
-                sock.bind(("127.0.0.1", candidate))
-            except OSError:
-                continue
-        picked.append(candidate)
-        if len(picked) == count:
-            return picked
-    raise LabError(f"No {count} free ports below {low} on 127.0.0.1.",
-                   "stop some servers, or pass `lab kafka start --port N`.")
 
 
 def status(settings: Settings | None = None) -> BrokerState | None:
@@ -241,7 +209,7 @@ def start(
     if port:
         with socket.socket() as probe:  # a taken port fails here, not in the broker's log
             probe.bind(("127.0.0.1", port))
-    free = [p for p in _free_ports(3) if p != port]
+    free = [p for p in free_ports(3) if p != port]
     port, controller_port = port or free[0], free[1]
     props = home / "server.properties"
     props.write_text(server_properties(home, port, controller_port))
