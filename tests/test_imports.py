@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "lab_env"
 # What every other module builds on: these import nothing of lab_env but each other.
 FOUNDATION = {
     "lab_env.errors", "lab_env.config", "lab_env.dates", "lab_env.paths", "lab_env.processes",
-    "lab_env.alerts",
+    "lab_env.alerts", "lab_env.ports",
 }
 # The packages from the bottom up (docs/architecture.md): a module may import its own package
 # and anything on a lower line, never a higher one or a sibling on its own line. `lab_env`

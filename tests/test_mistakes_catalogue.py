@@ -22,7 +22,7 @@ LABEL = re.compile(r'mistake\(\s*"(\d\d\.\d)"\s*,\s*"([a-z0-9-]+)"\s*\)')
 
 def exercises() -> set[str]:
     found = set()
-    for module in (REPO / "lab_env" / "checks").glob("*.py"):
+    for module in (REPO / "lab_env" / "course" / "checks").glob("*.py"):
         if module.name != "__init__.py":
             found |= set(EXERCISE.findall(module.read_text(encoding="utf-8")))
     return found

@@ -26,7 +26,8 @@ STATUS_STYLE = {
 }
 
 
-@click.command("build-exercises", cls=LabCommand)
+@click.command("build-exercises", cls=LabCommand,
+               short_help="generate the learner's notebooks/ from solutions/ (authors)")
 @click.option(
     "--check", is_flag=True,
     help="change nothing; exit 1 if notebooks/ differs from what solutions/ generates",
@@ -62,7 +63,7 @@ def build_exercises(check: bool, record_from: Path | None, root: Path) -> int:
     return 0
 
 
-@click.command("check", cls=LabCommand)
+@click.command("check", cls=LabCommand, short_help="run a notebook and grade its exercises")
 @click.argument("notebook", type=click.Path(path_type=Path))
 def check(notebook: Path) -> int:
     """Run a notebook and grade its exercises.
@@ -95,7 +96,7 @@ def check(notebook: Path) -> int:
     return 0 if passed == len(run.results) and not run.problem else 1
 
 
-@click.command("progress", cls=LabCommand)
+@click.command("progress", cls=LabCommand, short_help="exercises passed per milestone")
 @ROOT
 def progress(root: Path) -> None:
     """Exercises passed per milestone."""
@@ -120,7 +121,8 @@ def _progress_status(passed: int, total: int) -> str:
     return "[yellow]in progress[/yellow]" if passed else "not started"
 
 
-@click.command("restore", cls=LabCommand, writes=True)
+@click.command("restore", cls=LabCommand, writes=True,
+               short_help="rebuild the lakehouse as it is at the start of milestone N")
 @click.argument("milestone", type=int, metavar="N")
 @click.option(
     "--fresh", is_flag=True,
@@ -136,8 +138,8 @@ def restore(milestone: int, fresh: bool, root: Path) -> None:
     if settings.is_local:
         out.print(f"Restoring LAB_HOME {settings.lab_home} to the start of milestone "
                   f"{milestone:02d} ...")
-        how = grading.restore_local(settings, milestone, solutions, fresh=fresh,
-                                    progress=out.print)
+        how = grading.start_of_milestone(settings, milestone, solutions, fresh=fresh,
+                                         progress=out.print)
         out.print(f"[green]Ready for milestone {milestone:02d}[/green] ({how}). What "
                   f"milestone {milestone:02d} and later wrote is gone.")
         return

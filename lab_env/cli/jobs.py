@@ -40,7 +40,8 @@ def one_day_or_range(start: dt.date | None, end: dt.date | None) -> tuple[dt.dat
 # ----- lab run -----
 
 
-@click.command("run", cls=LabCommand, writes=True)
+@click.command("run", cls=LabCommand, writes=True,
+               short_help="run bronze -> silver -> gold -> quality for dates (default: the sample)")
 @click.option("--start", type=DATE, help="first logical date")
 @click.option("--end", type=DATE, help="last logical date (inclusive)")
 @click.option("--full-refresh", is_flag=True, help="rebuild silver and gold")
@@ -103,7 +104,8 @@ def render_summary(summary: RunSummary) -> None:
 # ----- lab ingest -----
 
 
-@click.command("ingest", cls=LabCommand, writes=True)
+@click.command("ingest", cls=LabCommand, writes=True,
+               short_help="land the API's answers in bronze for dates (02_bronze.ipynb)")
 @click.option("--start", type=DATE, required=True, help="first logical date")
 @click.option("--end", type=DATE, help="last logical date, inclusive (default: --start)")
 @click.option("--run-id", help="default: a new timestamped id")
@@ -150,7 +152,8 @@ def render_bronze_summary(summary: dict[str, Any]) -> None:
 # ----- lab bronze -----
 
 
-@click.group("bronze", cls=LabGroup)
+@click.group("bronze", cls=LabGroup,
+             short_help="list a day's stored answers; retire a bad one (never deleted)")
 def bronze_group() -> None:
     """List a day's stored answers; retire a bad one (moved aside, never deleted).
 
@@ -212,7 +215,8 @@ def bronze_retire(keys: tuple[str, ...], run_id: str | None, start: dt.date | No
 # ----- lab dbt -----
 
 
-@click.group("dbt", cls=LabGroup)
+@click.group("dbt", cls=LabGroup,
+             short_help="dbt on DuckDB over silver: build the marts and their tests, or docs")
 def dbt_group() -> None:
     """dbt on DuckDB over silver: build the marts and their tests, or the docs."""
 

@@ -260,22 +260,26 @@ def start_of_milestone(
     milestone_number: int,
     solutions: Path,
     *,
-    rebuild: bool = False,
+    fresh: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> str:
-    """Put the local lakehouse at the start of a milestone; say how ("kept state" or "built").
+    """Put the local lakehouse at the start of a milestone (``lab check`` and, on the local
+    profile, ``lab restore N``); say how ("kept state" or "built").
 
     A kept start state is copied back (seconds). Otherwise LAB_HOME's lakehouse is cleared, the
     earlier milestones' solutions run as jobs in one kernel, and the result is kept for next
-    time; ``progress`` is told as each one starts and ends. The caller holds the LAB_HOME lock.
+    time; ``progress`` is told as each one starts and ends. ``fresh``: forget every kept state
+    and rebuild from the solutions. The caller holds the LAB_HOME lock.
     """
     from lab_env.jobs.runner import new_run_id
 
-    if not rebuild and states.load(settings, milestone_number):
+    if fresh:
+        states.forget(settings)
+    elif states.load(settings, milestone_number):
         states.mark_start(settings, milestone_number)
         return "kept state"
     plan = restore_plan(milestone_number, solutions)
-    base = None if rebuild else kept_base(settings, milestone_number)
+    base = None if fresh else kept_base(settings, milestone_number)
     if base is None:
         states.clear(settings)
     else:
@@ -303,26 +307,6 @@ def kept_base(settings: Settings, milestone_number: int) -> int | None:
         if states.has_state(settings, earlier):
             return earlier
     return None
-
-
-def restore_local(
-    settings: Settings,
-    milestone_number: int,
-    solutions: Path,
-    *,
-    fresh: bool = False,
-    progress: Callable[[str], None] | None = None,
-) -> str:
-    """``lab restore N`` on the local profile: the lakehouse as at the start of milestone N, from
-    the kept state or rebuilt; say how (:func:`start_of_milestone`).
-
-    ``fresh``: forget every kept state and rebuild from the solutions. The caller holds the
-    LAB_HOME lock.
-    """
-    if fresh:
-        states.forget(settings)
-    return start_of_milestone(settings, milestone_number, solutions, rebuild=fresh,
-                              progress=progress)
 
 
 def restore_on_stack(

@@ -44,19 +44,25 @@ class RawStore:
 
     def put(self, key: str, data: bytes) -> str:
         """Write a new object and return its URI; raise ObjectExistsError if the key is taken."""
-        if self.exists(key):
-            raise ObjectExistsError(
-                f"Raw object {self.uri(key)} already exists and raw objects are immutable.",
-                "write under a new key, or skip this write when the content is already stored.",
-            )
-        path = self._path(key)
-        self.fs.create_dir(posixpath.dirname(path), recursive=True)
+        path = self._new_path(
+            key, "write under a new key, or skip this write when the content is already stored."
+        )
         # Write to a temporary name first, so a crash never leaves a half-written object.
         tmp = f"{path}.tmp-writing"
         with self.fs.open_output_stream(tmp) as out:
             out.write(data)
         self.fs.move(tmp, path)
         return self.uri(key)
+
+    def _new_path(self, key: str, fix: str) -> str:
+        """The path of a key no object holds yet, its folder made; ObjectExistsError if taken."""
+        if self.exists(key):
+            raise ObjectExistsError(
+                f"Raw object {self.uri(key)} already exists and raw objects are immutable.", fix
+            )
+        path = self._path(key)
+        self.fs.create_dir(posixpath.dirname(path), recursive=True)
+        return path
 
     def get(self, key: str) -> bytes:
         try:
@@ -72,13 +78,8 @@ class RawStore:
         if not self.exists(key):
             raise LabError(f"No raw object at {self.uri(key)}.",
                            "list what exists with lab bronze list.")
-        if self.exists(new_key):
-            raise ObjectExistsError(
-                f"Raw object {self.uri(new_key)} already exists and raw objects are immutable.",
-                "it was moved there before: leave it, or choose another key.",
-            )
-        path = self._path(new_key)
-        self.fs.create_dir(posixpath.dirname(path), recursive=True)
+        path = self._new_path(new_key,
+                              "it was moved there before: leave it, or choose another key.")
         self.fs.move(self._path(key), path)
         return self.uri(new_key)
 

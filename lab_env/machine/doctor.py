@@ -112,13 +112,7 @@ def check_catalog(settings: Settings) -> Check:
 
     where = str(settings.catalog_db) if settings.is_local else settings.rest_uri
     if not settings.is_local and not _reachable(f"{settings.rest_uri}/v1/config"):
-        return Check(
-            "Iceberg catalog",
-            False,
-            f"the REST catalog at {where} does not answer.",
-            "start the stack: docker compose up -d, or `lab stack up` without Docker (or set "
-            "LAB_REST_URI).",
-        )
+        return _silent_service("Iceberg catalog", f"the REST catalog at {where}", "LAB_REST_URI")
     try:
         namespaces = [ns[0] for ns in get_catalog(settings).list_namespaces()]
     except LabError as exc:
@@ -234,13 +228,8 @@ def check_storage(settings: Settings) -> Check:
     from lab_env.lake.storage import make_store
 
     if not settings.is_local and not _reachable(f"{settings.s3_endpoint}/minio/health/live"):
-        return Check(
-            "Raw storage",
-            False,
-            f"MinIO at {settings.s3_endpoint} does not answer.",
-            "start the stack: docker compose up -d, or `lab stack up` without Docker (or set "
-            "LAB_S3_ENDPOINT).",
-        )
+        return _silent_service("Raw storage", f"MinIO at {settings.s3_endpoint}",
+                               "LAB_S3_ENDPOINT")
     store = make_store(settings)
     try:
         store.list("bronze")
@@ -254,6 +243,17 @@ def check_storage(settings: Settings) -> Check:
             "set LAB_HOME to a folder you can write, e.g. export LAB_HOME=$HOME/lakehouse.",
         )
     return Check("Raw storage", True, store.uri())
+
+
+def _silent_service(check: str, service: str, variable: str) -> Check:
+    """A failed check: a service of the compose profile does not answer."""
+    return Check(
+        check,
+        False,
+        f"{service} does not answer.",
+        f"start the stack: docker compose up -d, or `lab stack up` without Docker (or set "
+        f"{variable}).",
+    )
 
 
 def _reachable(url: str) -> bool:

@@ -78,6 +78,29 @@ def suite(name: str, *expectations: Expectation) -> ExpectationSuite:
                                meta={"layer": layer})
 
 
+def never_null(column: str) -> Expectation:
+    """A critical rule: ``column`` has a value in every row."""
+    return critical(load_gx().expectations.ExpectColumnValuesToNotBeNull(column=column),
+                    f"{column} is never null")
+
+
+def grain(*columns: str) -> Expectation:
+    """A critical rule: the table's grain holds, one row per value of ``columns`` together."""
+    gxe = load_gx().expectations
+    rule = f"the grain holds: one row per {' and '.join(columns)}"
+    if len(columns) == 1:
+        return critical(gxe.ExpectColumnValuesToBeUnique(column=columns[0]), rule)
+    return critical(gxe.ExpectCompoundColumnsToBeUnique(column_list=list(columns)), rule)
+
+
+def positive(column: str, rule: str) -> Expectation:
+    """A critical rule: every value of ``column`` above zero (null, an unknown, passes)."""
+    gxe = load_gx().expectations
+    return critical(
+        gxe.ExpectColumnValuesToBeBetween(column=column, min_value=0, strict_min=True), rule
+    )
+
+
 def _days(start: dt.date, end: dt.date) -> list[str]:
     return [(start + dt.timedelta(days=n)).isoformat() for n in range((end - start).days + 1)]
 
@@ -131,16 +154,10 @@ def silver_suites(start: dt.date, end: dt.date) -> list[ExpectationSuite]:
     days = _days(start, end)
     prices = suite(
         "silver.asset_prices",
-        *(critical(gxe.ExpectColumnValuesToNotBeNull(column=c), f"{c} is never null")
-          for c in ("asset_id", "observed_at", "price_usd")),
-        critical(gxe.ExpectCompoundColumnsToBeUnique(column_list=["asset_id", "observed_at"]),
-                 "the grain holds: one row per asset_id and observed_at"),
-        critical(gxe.ExpectColumnValuesToBeBetween(column="price_usd", min_value=0,
-                                                   strict_min=True),
-                 "prices are positive"),
-        critical(gxe.ExpectColumnValuesToBeBetween(column="circulating_supply", min_value=0,
-                                                   strict_min=True),
-                 "supplies are positive (or unknown)"),
+        *(never_null(c) for c in ("asset_id", "observed_at", "price_usd")),
+        grain("asset_id", "observed_at"),
+        positive("price_usd", "prices are positive"),
+        positive("circulating_supply", "supplies are positive (or unknown)"),
         critical(gxe.ExpectColumnMaxToBeBetween(column="observed_at", min_value=_utc(end)),
                  f"fresh: silver has prices observed on {end}, the run's last day"),
         critical(gxe.ExpectColumnDistinctValuesToEqualSet(column="observed_date",
@@ -149,14 +166,9 @@ def silver_suites(start: dt.date, end: dt.date) -> list[ExpectationSuite]:
     )
     snapshots = suite(
         "silver.asset_snapshots",
-        critical(gxe.ExpectCompoundColumnsToBeUnique(column_list=["asset_id", "snapshot_date"]),
-                 "the grain holds: one row per asset_id and snapshot_date"),
-        critical(gxe.ExpectColumnValuesToBeBetween(column="price_usd", min_value=0,
-                                                   strict_min=True),
-                 "prices are positive"),
-        critical(gxe.ExpectColumnValuesToBeBetween(column="supply", min_value=0,
-                                                   strict_min=True),
-                 "supplies are positive (or unknown)"),
+        grain("asset_id", "snapshot_date"),
+        positive("price_usd", "prices are positive"),
+        positive("supply", "supplies are positive (or unknown)"),
         critical(gxe.ExpectColumnDistinctValuesToEqualSet(column="snapshot_date", value_set=days),
                  "fresh: one /assets snapshot for every day of the run"),
         warning(gxe.ExpectColumnValuesToNotBeNull(column="market_cap_usd"),
@@ -164,9 +176,8 @@ def silver_suites(start: dt.date, end: dt.date) -> list[ExpectationSuite]:
     )
     assets = suite(
         "silver.assets",
-        critical(gxe.ExpectColumnValuesToNotBeNull(column="asset_id"), "asset_id is never null"),
-        critical(gxe.ExpectColumnValuesToBeUnique(column="asset_id"),
-                 "the grain holds: one row per asset_id"),
+        never_null("asset_id"),
+        grain("asset_id"),
         critical(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="last_seen",
                                                              column_B="first_seen",
                                                              or_equal=True),
@@ -183,12 +194,9 @@ def gold_suites(start: dt.date, end: dt.date) -> list[ExpectationSuite]:
     price_columns = ("open_usd", "high_usd", "low_usd", "close_usd")
     facts = suite(
         "gold.fct_asset_daily",
-        *(critical(gxe.ExpectColumnValuesToNotBeNull(column=c), f"{c} is never null")
-          for c in ("trade_date", "asset_id", *price_columns)),
-        critical(gxe.ExpectCompoundColumnsToBeUnique(column_list=["asset_id", "trade_date"]),
-                 "the grain holds: one row per asset_id and trade_date"),
-        *(critical(gxe.ExpectColumnValuesToBeBetween(column=c, min_value=0, strict_min=True),
-                   f"{c} is positive") for c in price_columns),
+        *(never_null(c) for c in ("trade_date", "asset_id", *price_columns)),
+        grain("asset_id", "trade_date"),
+        *(positive(c, f"{c} is positive") for c in price_columns),
         critical(gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="high_usd",
                                                              column_B="low_usd", or_equal=True),
                  "the day's high is never below its low"),
@@ -204,9 +212,8 @@ def gold_suites(start: dt.date, end: dt.date) -> list[ExpectationSuite]:
     )
     dimension = suite(
         "gold.dim_asset",
-        critical(gxe.ExpectColumnValuesToNotBeNull(column="asset_id"), "asset_id is never null"),
-        critical(gxe.ExpectColumnValuesToBeUnique(column="asset_id"),
-                 "the grain holds: one row per asset_id"),
+        never_null("asset_id"),
+        grain("asset_id"),
         warning(gxe.ExpectColumnValuesToNotBeNull(column="symbol"), "every asset has a symbol"),
     )
     reconciliation = suite(
@@ -238,8 +245,7 @@ def gold_suites(start: dt.date, end: dt.date) -> list[ExpectationSuite]:
     )
     rolling = suite(
         "gold.asset_rolling",
-        critical(gxe.ExpectCompoundColumnsToBeUnique(column_list=["asset_id", "trade_date"]),
-                 "the grain holds: one row per asset_id and trade_date"),
+        grain("asset_id", "trade_date"),
         *(critical(gxe.ExpectColumnPairValuesToBeEqual(column_A=f"has_{name}",
                                                        column_B=f"full_{days}d"),
                    f"{name} is filled exactly when the {days} days before hold {days} closes")
