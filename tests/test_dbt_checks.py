@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
@@ -15,8 +16,16 @@ import pytest
 from lab_env.course.checks import dbt as checks
 from tests.mistakes import mistake
 
+if TYPE_CHECKING:
+    from _pytest.mark import ParameterSet
+
 START, END = dt.date(2025, 3, 30), dt.date(2025, 3, 31)
 ASSETS = ("bitcoin", "ethereum", "tether")
+
+
+def applies(label: pytest.MarkDecorator, *values: object) -> ParameterSet:
+    """A case labelled with the mistake it applies, the mistake's slug as its id."""
+    return pytest.param(*values, marks=label, id=label.args[1])
 
 
 @pytest.fixture(scope="module")
@@ -70,13 +79,10 @@ def test_unique_key_passes_on_the_grain(marts: Path) -> None:
     ("key", "hint"),
     [
         # one row per asset: deletes every other day of it
-        pytest.param("asset_id", "not unique",
-                     marks=mistake("08.1", "asset-id-only"), id="asset-id-only"),
+        applies(mistake("08.1", "asset-id-only"), "asset_id", "not unique"),
         # one row per day: a whole day per key
-        pytest.param(["trade_date"], "not unique",
-                     marks=mistake("08.1", "trade-date-only"), id="trade-date-only"),
-        pytest.param(None, "only appends",
-                     marks=mistake("08.1", "no-unique-key"), id="no-unique-key"),
+        applies(mistake("08.1", "trade-date-only"), ["trade_date"], "not unique"),
+        applies(mistake("08.1", "no-unique-key"), None, "only appends"),
         ([], "only appends"),
         # silver's grain, not the mart's
         (["asset_id", "observed_at"], "has no column 'observed_at'"),
@@ -112,20 +118,20 @@ def test_late_rows_passes_on_gold_rule() -> None:
     ("sql", "hint"),
     [
         # the run's dates only: the overlap hour of the day before is missed
-        pytest.param("SELECT CAST($start AS DATE) WHERE $end IS NOT NULL",
-                     "late for earlier days are missed",
-                     marks=mistake("08.2", "run-dates-only"), id="run-dates-only"),
+        applies(mistake("08.2", "run-dates-only"),
+                "SELECT CAST($start AS DATE) WHERE $end IS NOT NULL",
+                "late for earlier days are missed"),
         # the days observed in the run: the same mistake, in SQL
         ("SELECT min(CAST(observed_at AS DATE)) FROM prices "
          "WHERE CAST(observed_at AS DATE) BETWEEN $start AND $end", "late for earlier days"),
         # "after what is stored" (max(trade_date) of the target): nothing earlier ever again
-        pytest.param("SELECT max(CAST(observed_at AS DATE)) + 1 FROM prices WHERE ingest_date < "
-                     "$start AND $end IS NOT NULL", "late for earlier days are missed",
-                     marks=mistake("08.2", "after-what-is-stored"), id="after-what-is-stored"),
+        applies(mistake("08.2", "after-what-is-stored"),
+                "SELECT max(CAST(observed_at AS DATE)) + 1 FROM prices WHERE ingest_date < "
+                "$start AND $end IS NOT NULL", "late for earlier days are missed"),
         # every row of silver: correct, but a full rebuild every run
-        pytest.param("SELECT min(CAST(observed_at AS DATE)) FROM prices WHERE $start <= $end",
-                     "reaches back too far", marks=mistake("08.2", "all-of-silver"),
-                     id="all-of-silver"),
+        applies(mistake("08.2", "all-of-silver"),
+                "SELECT min(CAST(observed_at AS DATE)) FROM prices WHERE $start <= $end",
+                "reaches back too far"),
         ("SELECT least(CAST($start AS DATE), CAST($end AS DATE))", "late for earlier days"),
         ("SELECT min(observed_at) FROM prices WHERE ingest_date = 2025 AND $start < $end",
          "does not run"),
@@ -155,20 +161,20 @@ def test_singular_test_passes_when_it_catches_the_planted_row(marts: Path) -> No
     ("sql", "hint"),
     [
         # a condition no row can meet: the test can never fail
-        pytest.param("SELECT * FROM {{ ref('fct_asset_daily') }} WHERE close_usd < low_usd "
-                     "AND close_usd > high_usd", "cannot fail",
-                     marks=mistake("08.3", "and-instead-of-or"), id="and-instead-of-or"),
+        applies(mistake("08.3", "and-instead-of-or"),
+                "SELECT * FROM {{ ref('fct_asset_daily') }} WHERE close_usd < low_usd "
+                "AND close_usd > high_usd", "cannot fail"),
         # the wrong column: open, not close
         ("SELECT * FROM {{ ref('fct_asset_daily') }} WHERE open_usd < low_usd "
          "OR open_usd > high_usd", "cannot fail"),
         # a count returns one row, always: the test fails on correct data
-        pytest.param("SELECT count(*) FROM {{ ref('fct_asset_daily') }} WHERE close_usd > "
-                     "high_usd", "returns rows on correct data",
-                     marks=mistake("08.3", "count-star"), id="count-star"),
+        applies(mistake("08.3", "count-star"),
+                "SELECT count(*) FROM {{ ref('fct_asset_daily') }} WHERE close_usd > high_usd",
+                "returns rows on correct data"),
         # a table name instead of ref(): dbt would not know the dependency
-        pytest.param("SELECT * FROM marts.fct_asset_daily WHERE close_usd > high_usd",
-                     "ref('fct_asset_daily')", marks=mistake("08.3", "table-name-not-ref"),
-                     id="table-name-not-ref"),
+        applies(mistake("08.3", "table-name-not-ref"),
+                "SELECT * FROM marts.fct_asset_daily WHERE close_usd > high_usd",
+                "ref('fct_asset_daily')"),
         # compared with the day's highest high of all assets: flags nothing, or the wrong rows
         ("SELECT f.* FROM {{ ref('fct_asset_daily') }} f WHERE f.close_usd > "
          "(SELECT max(high_usd) FROM {{ ref('fct_asset_daily') }})", "cannot fail"),

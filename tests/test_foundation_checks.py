@@ -233,28 +233,27 @@ def test_hello_assets_passes_when_spark_wrote_one_row_per_asset(hello_assets) ->
 
 
 @pytest.mark.spark
-@mistake("01.2", "inferred-long-rank")
-def test_hello_assets_fails_on_a_wrong_type(spark) -> None:  # type: ignore[no-untyped-def]
-    _write_assets(spark, ASSETS, "asset_id STRING, symbol STRING, rank BIGINT, price_usd DOUBLE")
-    result = foundation.hello_assets(len(ASSETS))
-    assert not result.passed and "'rank' is long, not int" in result.message
-
-
-@pytest.mark.spark
-@mistake("01.2", "column-left-out")
-def test_hello_assets_fails_on_a_missing_column(spark) -> None:  # type: ignore[no-untyped-def]
-    rows = [row[:3] for row in ASSETS]
-    _write_assets(spark, rows, "asset_id STRING, symbol STRING, rank INT")
-    result = foundation.hello_assets(len(ASSETS))
-    assert not result.passed and "'price_usd' is missing" in result.message
-
-
-@pytest.mark.spark
-@mistake("01.2", "asset-twice")
-def test_hello_assets_fails_when_an_asset_repeats(spark) -> None:  # type: ignore[no-untyped-def]
-    _write_assets(spark, [*ASSETS, ASSETS[0]])
-    result = foundation.hello_assets(len(ASSETS) + 1)
-    assert not result.passed and "one row per asset" in result.message
+@pytest.mark.parametrize(
+    ("rows", "ddl", "expected", "hint"),
+    [
+        pytest.param(ASSETS, "asset_id STRING, symbol STRING, rank BIGINT, price_usd DOUBLE",
+                     len(ASSETS), "'rank' is long, not int",
+                     marks=mistake("01.2", "inferred-long-rank"), id="wrong-type"),
+        pytest.param([row[:3] for row in ASSETS], "asset_id STRING, symbol STRING, rank INT",
+                     len(ASSETS), "'price_usd' is missing",
+                     marks=mistake("01.2", "column-left-out"), id="missing-column"),
+        pytest.param([*ASSETS, ASSETS[0]], foundation.HELLO_DDL, len(ASSETS) + 1,
+                     "one row per asset", marks=mistake("01.2", "asset-twice"),
+                     id="an-asset-repeats"),
+    ],
+)
+def test_hello_assets_fails_on_a_wrong_table(  # type: ignore[no-untyped-def]
+    spark, rows: list[tuple[object, ...]], ddl: str, expected: int, hint: str
+) -> None:
+    """The table written from ``rows`` with columns ``ddl``, checked for ``expected`` rows."""
+    _write_assets(spark, rows, ddl)
+    result = foundation.hello_assets(expected)
+    assert not result.passed and hint in result.message, result.message
 
 
 @pytest.mark.spark

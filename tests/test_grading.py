@@ -39,6 +39,11 @@ def inline_check(exercise_id: str, title: str, condition: str, hint: str, call: 
     ''')
 
 
+def exercise_notebook(path: Path, heading: str, cell: str, check: str) -> Path:
+    """A notebook at ``path`` of one exercise: ``heading``, the learner's ``cell``, ``check``."""
+    return write_notebook(path, new_markdown_cell(heading), code(cell), code(check))
+
+
 @pytest.fixture
 def mixed(tmp_path: Path) -> Path:
     """A learner notebook with one exercise in each state ``lab check`` knows."""
@@ -96,12 +101,8 @@ def test_check_reports_passed_failed_and_not_attempted(
 def test_check_exits_zero_when_every_exercise_passes(
     tmp_path: Path, fresh_settings: Settings, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    notebook = write_notebook(
-        tmp_path / "98_done.ipynb",
-        new_markdown_cell("# Done"),
-        code("x = 2"),
-        code(inline_check("98.1", "x is two", "x == 2", "set x to 2")),
-    )
+    notebook = exercise_notebook(tmp_path / "98_done.ipynb", "# Done", "x = 2",
+                                 inline_check("98.1", "x is two", "x == 2", "set x to 2"))
     assert main(["check", str(notebook)]) == 0
     assert "1/1 exercises passed." in capsys.readouterr().out
 
@@ -109,12 +110,8 @@ def test_check_exits_zero_when_every_exercise_passes(
 def test_check_cells_after_a_dead_kernel_count_as_not_attempted(
     tmp_path: Path, fresh_settings: Settings
 ) -> None:
-    notebook = write_notebook(
-        tmp_path / "97_dies.ipynb",
-        new_markdown_cell("# Dies"),
-        code("import os\nos._exit(1)"),
-        code(inline_check("97.1", "never checked", "True", "unreachable")),
-    )
+    notebook = exercise_notebook(tmp_path / "97_dies.ipynb", "# Dies", "import os\nos._exit(1)",
+                                 inline_check("97.1", "never checked", "True", "unreachable"))
     run = grading.check_notebook(notebook)
     assert "kernel died" in run.problem
     assert [(r.exercise, r.status) for r in run.results] == [("97.1", grading.NOT_ATTEMPTED)]

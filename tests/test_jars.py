@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from lab_env.lake import jars
 from lab_env.lake.spark import spark_conf
 from lab_env.machine.doctor import check_s3_jars
 from lab_env.paths import REPO_JARS_DIR
+from tests.pipeline_runs import python
 
 REPO = Path(__file__).resolve().parents[1]
 FETCH = REPO / "jars" / "fetch.sh"
@@ -151,15 +151,7 @@ def test_compose_profile_spark_has_the_s3_classes(tmp_path: Path) -> None:
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LAB_", "SPARK_LOCAL_IP"))}
     env |= {"LAB_PROFILE": "compose", "LAB_HOME": str(tmp_path), "LAB_SPARK_MASTER": "local[1]"}
-    result = subprocess.run(
-        [sys.executable, "-c", COMPOSE_JVM],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=tmp_path,
-        timeout=300,
-        check=False,
-    )
+    result = python("-c", COMPOSE_JVM, env=env, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert "loaded software.amazon.awssdk.services.s3.model.S3Exception" in result.stdout
     assert "s3 scheme org.apache.hadoop.fs.s3a.S3AFileSystem" in result.stdout

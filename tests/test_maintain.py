@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -63,10 +64,21 @@ def table_dir(catalog: Catalog, name: str) -> Path:
     return Path(urlparse(catalog.load_table(name).location()).path)
 
 
+@pytest.fixture
+def lab_maintain(capsys: pytest.CaptureFixture[str]) -> Callable[..., str]:
+    """``lab_maintain(name, *args)`` runs `lab maintain NAME --older-than 0s --retain-last 1
+    ARGS`, asserts it succeeds and returns what it printed."""
+
+    def run(name: str, *args: str) -> str:
+        capsys.readouterr()
+        assert main(["maintain", name, "--older-than", "0s", "--retain-last", "1", *args]) == 0
+        return capsys.readouterr().out
+
+    return run
+
+
 @pytest.mark.spark
-def test_maintain_compacts_and_expires_and_keeps_the_data(
-    spark, catalog, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
-) -> None:
+def test_maintain_compacts_and_expires_and_keeps_the_data(spark, catalog, lab_maintain) -> None:  # type: ignore[no-untyped-def]
     name = "sandbox.m7_ticks"
     written = small_appends(catalog, name)
     tagged = catalog.load_table(name).snapshots()[2]
@@ -74,9 +86,7 @@ def test_maintain_compacts_and_expires_and_keeps_the_data(
     before = maintain.table_stats(name)
     assert before.data_files == APPENDS and before.snapshots == APPENDS
 
-    capsys.readouterr()
-    assert main(["maintain", name, "--older-than", "0s", "--retain-last", "1"]) == 0
-    out = capsys.readouterr().out
+    out = lab_maintain(name)
 
     after = maintain.table_stats(name)
     assert after.data_files == 3, "one file per day partition after compaction"
@@ -104,17 +114,14 @@ def test_maintain_compacts_and_expires_and_keeps_the_data(
 
 
 @pytest.mark.spark
-def test_dry_run_changes_nothing(spark, catalog, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
-                                 ) -> None:
+def test_dry_run_changes_nothing(spark, catalog, lab_maintain) -> None:  # type: ignore[no-untyped-def]
     name = "sandbox.m7_dry"
     small_appends(catalog, name)
     table = catalog.load_table(name)
     snapshots = [s.snapshot_id for s in table.snapshots()]
     files = sorted(p.name for p in table_dir(catalog, name).rglob("*") if p.is_file())
 
-    capsys.readouterr()
-    assert main(["maintain", name, "--older-than", "0s", "--retain-last", "1", "--dry-run"]) == 0
-    out = capsys.readouterr().out
+    out = lab_maintain(name, "--dry-run")
 
     table = catalog.load_table(name)
     assert [s.snapshot_id for s in table.snapshots()] == snapshots
@@ -212,19 +219,16 @@ def test_the_gate_and_maintenance_agree_on_what_an_audit_branch_is() -> None:
 
 @pytest.mark.spark
 def test_lab_maintain_lists_then_removes_audit_branches_of_failed_runs(
-    spark, catalog, capsys: pytest.CaptureFixture[str]  # type: ignore[no-untyped-def]
+    spark, catalog, lab_maintain  # type: ignore[no-untyped-def]
 ) -> None:
     name = "sandbox.m7_audit_cli"
     ids = branched(catalog, name)
-    capsys.readouterr()
-    assert main(["maintain", name, "--older-than", "0s", "--retain-last", "1", "--dry-run"]) == 0
-    out = capsys.readouterr().out
+    out = lab_maintain(name, "--dry-run")
     assert "remove_audit_branches: would remove 2 audit branches of failed or killed runs" in out
     assert "audit_old (" in out and "audit_new (" in out
     assert {"audit_old", "audit_new"} <= set(catalog.load_table(name).refs())
 
-    assert main(["maintain", name, "--older-than", "0s", "--retain-last", "1"]) == 0
-    out = capsys.readouterr().out
+    out = lab_maintain(name)
     assert "remove_audit_branches: removed 2 audit branches" in out
     table = catalog.load_table(name)
     assert set(table.refs()) == {"main", "dev"}

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from pipeline_runs import assert_same_tables, lab, lab_env_vars
+from pipeline_runs import assert_same_tables, lab, lab_env_vars, python
 
 from lab_env.jobs import airflow_db
 
@@ -77,15 +77,7 @@ def test_airflow_dag_test_builds_the_same_tables(reference: Path, tmp_path: Path
         f"run = dag.test(logical_date=dt.datetime.fromisoformat('{DATE}T00:00:00+00:00'))\n"
         "print('DAG RUN STATE', run.state)\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
+    result = python("-c", script, env=env, cwd=REPO, timeout=900)
     assert "DAG RUN STATE success" in result.stdout, result.stdout[-3000:] + result.stderr[-3000:]
     assert_same_tables(reference, home)
     runs = list((home / "runs" / DATE).iterdir())

@@ -566,54 +566,52 @@ def test_quality_checks_fail_wrong_expectations_with_a_hint(
     gxe = load_gx().expectations
     positive = gxe.ExpectColumnValuesToBeBetween(column="price_usd", min_value=0, strict_min=True)
     cases = [
-        # (check, answer, where, words the hint must contain, the mistake it applies)
-        (quality.negative_price, "price_usd > 0", {"silver": SILVER}, "not an expectation",
-         mistake("06.1", "sql-string")),
-        (quality.negative_price, positive, {"silver": SILVER}, "meta={'severity': 'critical'}",
-         mistake("06.1", "no-severity")),
-        (quality.negative_price, _tag(gxe.ExpectColumnValuesToBeBetween(
-            column="price_usd", min_value=50), CRITICAL), {"silver": SILVER},
+        # (check, answer, the severity to tag it with or None, where, words the hint must
+        # contain, the mistake it applies)
+        (quality.negative_price, "price_usd > 0", None, {"silver": SILVER},
+         "not an expectation", mistake("06.1", "sql-string")),
+        (quality.negative_price, positive, None, {"silver": SILVER},
+         "meta={'severity': 'critical'}", mistake("06.1", "no-severity")),
+        (quality.negative_price, gxe.ExpectColumnValuesToBeBetween(
+            column="price_usd", min_value=50), CRITICAL, {"silver": SILVER},
          "fails on the clean data too", mistake("06.1", "threshold-from-the-data")),
-        (quality.negative_price, _tag(gxe.ExpectColumnValuesToBeBetween(
-            column="price_usd", min_value=0), CRITICAL), {"silver": SILVER},
+        (quality.negative_price, gxe.ExpectColumnValuesToBeBetween(
+            column="price_usd", min_value=0), CRITICAL, {"silver": SILVER},
          "lets a zero price through", mistake("06.1", "zero-allowed")),
-        (quality.duplicate_fact, _tag(gxe.ExpectColumnValuesToBeUnique(column="asset_id"),
-                                      CRITICAL), CHECK_LAKE, "fails on the clean data too",
-         mistake("06.2", "one-column-unique")),
-        (quality.duplicate_fact, _tag(gxe.ExpectColumnValuesToNotBeNull(column="asset_id"),
-                                      CRITICAL), CHECK_LAKE, "lets a duplicated fact through",
-         mistake("06.2", "wrong-expectation")),
-        (quality.duplicate_fact, _tag(gxe.ExpectCompoundColumnsToBeUnique(
-            column_list=["asset_id", "trade_date"]), WARNING), CHECK_LAKE,
+        (quality.duplicate_fact, gxe.ExpectColumnValuesToBeUnique(column="asset_id"), CRITICAL,
+         CHECK_LAKE, "fails on the clean data too", mistake("06.2", "one-column-unique")),
+        (quality.duplicate_fact, gxe.ExpectColumnValuesToNotBeNull(column="asset_id"), CRITICAL,
+         CHECK_LAKE, "lets a duplicated fact through", mistake("06.2", "wrong-expectation")),
+        (quality.duplicate_fact, gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=["asset_id", "trade_date"]), WARNING, CHECK_LAKE,
          "meta={'severity': 'critical'}", mistake("06.2", "warning-only")),
-        (quality.orphan_fact, _tag(gxe.ExpectColumnValuesToBeInSet(
-            column="asset_id", value_set=[*ASSETS, "ghostcoin"]), CRITICAL), CHECK_LAKE,
+        (quality.orphan_fact, gxe.ExpectColumnValuesToBeInSet(
+            column="asset_id", value_set=[*ASSETS, "ghostcoin"]), CRITICAL, CHECK_LAKE,
          "lets an orphan fact", mistake("06.3", "set-includes-the-orphan")),
-        (quality.orphan_fact, _tag(gxe.ExpectColumnValuesToNotBeNull(column="asset_id"),
-                                   CRITICAL), CHECK_LAKE, "lets an orphan fact",
-         mistake("06.3", "not-null-instead-of-set")),
-        (quality.orphan_fact, _tag(gxe.ExpectColumnValuesToBeInSet(
-            column="asset_id", value_set=list(ASSETS)), WARNING), CHECK_LAKE,
+        (quality.orphan_fact, gxe.ExpectColumnValuesToNotBeNull(column="asset_id"), CRITICAL,
+         CHECK_LAKE, "lets an orphan fact", mistake("06.3", "not-null-instead-of-set")),
+        (quality.orphan_fact, gxe.ExpectColumnValuesToBeInSet(
+            column="asset_id", value_set=list(ASSETS)), WARNING, CHECK_LAKE,
          "meta={'severity': 'critical'}", mistake("06.3", "warning-only")),
-        (quality.stale_facts, _tag(gxe.ExpectColumnMaxToBeBetween(
-            column="trade_date", min_value=CHECK_DAYS["start_date"]), CRITICAL), CHECK_LAKE,
+        (quality.stale_facts, gxe.ExpectColumnMaxToBeBetween(
+            column="trade_date", min_value=CHECK_DAYS["start_date"]), CRITICAL, CHECK_LAKE,
          "lets stale facts", mistake("06.4", "start-date-not-end-date")),
-        (quality.stale_facts, _tag(gxe.ExpectColumnMinToBeBetween(
-            column="trade_date", min_value=CHECK_DAYS["end_date"]), CRITICAL), CHECK_LAKE,
+        (quality.stale_facts, gxe.ExpectColumnMinToBeBetween(
+            column="trade_date", min_value=CHECK_DAYS["end_date"]), CRITICAL, CHECK_LAKE,
          "fails on the clean data too", mistake("06.4", "min-not-max")),
-        (quality.stale_facts, _tag(gxe.ExpectColumnMaxToBeBetween(
-            column="trade_date", min_value=CHECK_DAYS["end_date"]), WARNING), CHECK_LAKE,
+        (quality.stale_facts, gxe.ExpectColumnMaxToBeBetween(
+            column="trade_date", min_value=CHECK_DAYS["end_date"]), WARNING, CHECK_LAKE,
          "meta={'severity': 'critical'}", mistake("06.4", "warning-only")),
-        (quality.missing_symbol, _tag(gxe.ExpectColumnValuesToNotBeNull(column="symbol"),
-                                      CRITICAL), CHECK_LAKE, "meta={'severity': 'warning'}",
-         mistake("06.5", "blocks-the-publish")),
-        (quality.missing_symbol, _tag(gxe.ExpectColumnValuesToNotBeNull(column="asset_id"),
-                                      WARNING), CHECK_LAKE, "lets a fact without its symbol",
-         mistake("06.5", "wrong-column")),
-        (quality.missing_symbol, "symbol IS NOT NULL", CHECK_LAKE, "not an expectation",
+        (quality.missing_symbol, gxe.ExpectColumnValuesToNotBeNull(column="symbol"), CRITICAL,
+         CHECK_LAKE, "meta={'severity': 'warning'}", mistake("06.5", "blocks-the-publish")),
+        (quality.missing_symbol, gxe.ExpectColumnValuesToNotBeNull(column="asset_id"), WARNING,
+         CHECK_LAKE, "lets a fact without its symbol", mistake("06.5", "wrong-column")),
+        (quality.missing_symbol, "symbol IS NOT NULL", None, CHECK_LAKE, "not an expectation",
          mistake("06.5", "sql-string")),
     ]
-    for check, answer, where, words, _applies in cases:
+    for check, answer, level, where, words, _applies in cases:
+        if level is not None:
+            answer = _tag(answer, level)
         result = check(answer, **CHECK_DAYS, **where)
         assert not result.passed, (check.__name__, answer)
         assert words in result.message, (check.__name__, result.message)

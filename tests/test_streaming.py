@@ -231,22 +231,10 @@ def test_kill_9_mid_run_then_restart_loses_and_duplicates_nothing(
 # ----- the lesson's self-checks: the right answer passes, typical mistakes fail with a hint -----
 
 
-def _lag_right(bootstrap: str, topic: str, group: str) -> dict[int, int]:
-    from confluent_kafka import Consumer, TopicPartition
+def _lag(kind: str):  # type: ignore[no-untyped-def]
+    """The learner's ``lag(bootstrap, topic, group)`` of 09.1: ``kind`` "right" is the answer,
+    the others its typical mistakes."""
 
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
-    try:
-        parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        out = {}
-        for tp in consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10):
-            low, high = consumer.get_watermark_offsets(tp, timeout=10)
-            out[tp.partition] = high - (tp.offset if tp.offset >= 0 else low)
-        return out
-    finally:
-        consumer.close()
-
-
-def _lag_variant(kind: str):  # type: ignore[no-untyped-def]
     def lag(bootstrap: str, topic: str, group: str) -> dict[int, int]:
         from confluent_kafka import Consumer, TopicPartition
 
@@ -255,8 +243,10 @@ def _lag_variant(kind: str):  # type: ignore[no-untyped-def]
             parts = consumer.list_topics(topic, timeout=10).topics[topic].partitions
             out = {}
             for tp in consumer.committed([TopicPartition(topic, p) for p in parts], timeout=10):
-                _low, high = consumer.get_watermark_offsets(tp, timeout=10)
-                if kind == "committed" and tp.offset >= 0:
+                low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                if kind == "right":
+                    out[tp.partition] = high - (tp.offset if tp.offset >= 0 else low)
+                elif kind == "committed" and tp.offset >= 0:
                     out[tp.partition] = tp.offset
                 elif kind == "end":
                     out[tp.partition] = high
@@ -283,14 +273,14 @@ def _lag_variant(kind: str):  # type: ignore[no-untyped-def]
 def test_consumer_lag_check_names_the_mistake(kafka: str, kind: str, hint: str) -> None:
     from lab_env.course.checks.streaming import consumer_lag
 
-    result = consumer_lag(_lag_variant(kind), bootstrap=kafka)
+    result = consumer_lag(_lag(kind), bootstrap=kafka)
     assert not result.passed and hint in result.message, result.message
 
 
 def test_consumer_lag_check_passes_the_right_answer(kafka: str) -> None:
     from lab_env.course.checks.streaming import consumer_lag
 
-    assert consumer_lag(_lag_right, bootstrap=kafka).passed
+    assert consumer_lag(_lag("right"), bootstrap=kafka).passed
 
 
 SINK = "silver.stream_ticks_check_test"
@@ -318,32 +308,12 @@ def _create_sink(spark) -> None:  # type: ignore[no-untyped-def]
               "event_time TIMESTAMP, price_usd DOUBLE) USING iceberg")
 
 
-@pytest.mark.spark
-@pytest.mark.parametrize(
-    ("kind", "hint"),
-    [
-        pytest.param("append", "appended again",
-                     marks=mistake("09.2", "plain-append"), id="plain-append"),
-        pytest.param("overwrite", "overwrite replaces",
-                     marks=mistake("09.2", "overwrite"), id="overwrite"),
-        pytest.param("merge_no_dedupe", "re-sent",
-                     marks=mistake("09.2", "merge-without-dedupe"), id="merge-without-dedupe"),
-    ],
-)
-def test_idempotent_sink_check_names_the_mistake(spark, kind: str, hint: str) -> None:  # type: ignore[no-untyped-def]
+def _idempotent_sink_check(spark, kind: str):  # type: ignore[no-untyped-def]
+    """09.2's check on the sink of ``kind``, written into the table the notebook creates."""
     from lab_env.course.checks.streaming import idempotent_sink
 
     _create_sink(spark)
-    result = idempotent_sink(_sink(kind), SINK, spark=spark)
-    assert not result.passed and hint in result.message, result.message
-
-
-@pytest.mark.spark
-def test_idempotent_sink_check_passes_the_right_answer(spark) -> None:  # type: ignore[no-untyped-def]
-    from lab_env.course.checks.streaming import idempotent_sink
-
-    _create_sink(spark)
-    assert idempotent_sink(_sink("merge"), SINK, spark=spark).passed
+    return idempotent_sink(_sink(kind), SINK, spark=spark)
 
 
 def _windows(kind: str):  # type: ignore[no-untyped-def]
@@ -365,27 +335,46 @@ def _windows(kind: str):  # type: ignore[no-untyped-def]
     return build
 
 
-@pytest.mark.spark
-@pytest.mark.parametrize(
-    ("kind", "hint"),
-    [
-        pytest.param("no_watermark", "without a watermark",
-                     marks=mistake("09.3", "no-watermark"), id="no-watermark"),
-        pytest.param("processing_time", "processing time",
-                     marks=mistake("09.3", "processing-time"), id="processing-time"),
-        pytest.param("no_dedupe", "counted twice",
-                     marks=mistake("09.3", "no-dedupe"), id="no-dedupe"),
-    ],
-)
-def test_event_time_windows_check_names_the_mistake(spark, kind: str, hint: str) -> None:  # type: ignore[no-untyped-def]
+def _event_time_windows_check(spark, kind: str):  # type: ignore[no-untyped-def]
+    """09.3's check on the windowed count of ``kind``."""
     from lab_env.course.checks.streaming import event_time_windows
 
-    result = event_time_windows(_windows(kind), spark=spark)
+    return event_time_windows(_windows(kind), spark=spark)
+
+
+@pytest.mark.spark
+@pytest.mark.parametrize(
+    ("check", "kind", "hint"),
+    [
+        pytest.param(_idempotent_sink_check, "append", "appended again",
+                     marks=mistake("09.2", "plain-append"), id="idempotent-sink-plain-append"),
+        pytest.param(_idempotent_sink_check, "overwrite", "overwrite replaces",
+                     marks=mistake("09.2", "overwrite"), id="idempotent-sink-overwrite"),
+        pytest.param(_idempotent_sink_check, "merge_no_dedupe", "re-sent",
+                     marks=mistake("09.2", "merge-without-dedupe"),
+                     id="idempotent-sink-merge-without-dedupe"),
+        pytest.param(_event_time_windows_check, "no_watermark", "without a watermark",
+                     marks=mistake("09.3", "no-watermark"), id="event-time-windows-no-watermark"),
+        pytest.param(_event_time_windows_check, "processing_time", "processing time",
+                     marks=mistake("09.3", "processing-time"),
+                     id="event-time-windows-processing-time"),
+        pytest.param(_event_time_windows_check, "no_dedupe", "counted twice",
+                     marks=mistake("09.3", "no-dedupe"), id="event-time-windows-no-dedupe"),
+    ],
+)
+def test_spark_check_names_the_mistake(spark, check, kind: str, hint: str) -> None:  # type: ignore[no-untyped-def]
+    """09.2 and 09.3: the learner's code of a typical mistake fails with the hint naming it."""
+    result = check(spark, kind)
     assert not result.passed and hint in result.message, result.message
 
 
 @pytest.mark.spark
-def test_event_time_windows_check_passes_the_right_answer(spark) -> None:  # type: ignore[no-untyped-def]
-    from lab_env.course.checks.streaming import event_time_windows
-
-    assert event_time_windows(_windows("right"), spark=spark).passed
+@pytest.mark.parametrize(
+    ("check", "kind"),
+    [
+        pytest.param(_idempotent_sink_check, "merge", id="idempotent-sink"),
+        pytest.param(_event_time_windows_check, "right", id="event-time-windows"),
+    ],
+)
+def test_spark_check_passes_the_right_answer(spark, check, kind: str) -> None:  # type: ignore[no-untyped-def]
+    assert check(spark, kind).passed
