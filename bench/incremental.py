@@ -39,6 +39,7 @@ import textwrap
 import time
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from lab_env.jobs.runner import RunSummary, run_pipeline, step_named
 from lab_env.lake.storage import RawStore, get_store
@@ -52,11 +53,10 @@ SEED = 20250101
 WIDTH = 100  # the docs' line length
 
 
-def lab_home(home: Path) -> contextlib.AbstractContextManager[None]:
-    """Point this process, and the kernels it starts, at ``home``."""
-    from lab_env.config import lab_environment
-
-    return lab_environment(LAB_HOME=str(home))
+def lab_home(home: Path) -> contextlib.AbstractContextManager[object]:
+    """Point this process, and the kernels it starts, at ``home`` (its settings are read
+    again: nothing has read them before)."""
+    return mock.patch.dict(os.environ, LAB_HOME=str(home))
 
 
 def asset_specs(count: int) -> list[samples.AssetSpec]:

@@ -40,6 +40,7 @@ import time
 import warnings
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import nbformat
 
@@ -62,11 +63,10 @@ LARGE_START = dt.date(2025, 1, 1)
 LARGE_DAYS = 365
 
 
-def lab_home(home: Path) -> contextlib.AbstractContextManager[None]:
-    """Point this process, and the kernels it starts, at ``home``."""
-    from lab_env.config import lab_environment
-
-    return lab_environment(LAB_HOME=str(home))
+def lab_home(home: Path) -> contextlib.AbstractContextManager[object]:
+    """Point this process, and the kernels it starts, at ``home`` (its settings are read
+    again: nothing has read them before)."""
+    return mock.patch.dict(os.environ, LAB_HOME=str(home))
 
 
 def ingest_bronze(start: str, end: str) -> None:

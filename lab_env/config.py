@@ -11,11 +11,8 @@ Two profiles share every name below:
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -195,23 +192,3 @@ def load_settings(**overrides: object) -> Settings:
 def get_settings() -> Settings:
     """The process's settings, read once. Tests call ``get_settings.cache_clear()``."""
     return load_settings()
-
-
-@contextlib.contextmanager
-def lab_environment(**variables: str) -> Iterator[None]:
-    """Set ``LAB_*`` variables for this process and the kernels it starts, then restore them.
-
-    ``get_settings()`` follows: it is re-read on entry and on exit.
-    """
-    previous = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        for name, value in previous.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-        get_settings.cache_clear()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -93,3 +95,22 @@ def stop_group(process: subprocess.Popen[bytes], timeout: float = 60) -> None:
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=timeout)
+
+
+@contextlib.contextmanager
+def lab_environment(**env: str) -> Iterator[None]:
+    """Set LAB_* variables for this process and the kernels it starts; restore them after
+    (``get_settings()`` follows: it is read again on entry and on exit)."""
+    import pytest
+
+    from lab_env.config import get_settings
+
+    mp = pytest.MonkeyPatch()
+    for name, value in env.items():
+        mp.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        mp.undo()
+        get_settings.cache_clear()

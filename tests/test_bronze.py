@@ -8,7 +8,6 @@ The checks' wrong-answer tests run in this process on real stores.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import json
@@ -30,25 +29,12 @@ from lab_env.jobs.runner import StepFailed, execute_notebook
 from lab_env.lake.storage import RawStore, get_store
 from lab_env.source.replay import ReplayServer
 from tests.mistakes import mistake
+from tests.pipeline_runs import lab_environment
 
 KEY = "sk-test-PLANTED-123"
 DAYS = ("2025-03-30", "2025-03-31")
 META_FIELDS = {"source", "endpoint", "request", "fetched_at", "run_id", "logical_date",
                "http_status", "record_count", "content_sha256"}
-
-
-@contextlib.contextmanager
-def environment(**env: str) -> Iterator[None]:
-    """Set LAB_* variables for this process and the kernels it starts; restore them after."""
-    mp = pytest.MonkeyPatch()
-    for name, value in env.items():
-        mp.setenv(name, value)
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        mp.undo()
-        get_settings.cache_clear()
 
 
 def file_hashes(root: Path) -> dict[str, str]:
@@ -101,7 +87,7 @@ def ingested(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ingested]:
     home, executed = root / "lakehouse", root / "02_bronze.ipynb"
     with ReplayServer(api_key=KEY) as server:
         env = {"LAB_HOME": str(home), "LAB_COINCAP_URL": server.url, "LAB_COINCAP_API_KEY": KEY}
-        with environment(**env):
+        with lab_environment(**env):
             execute_notebook(NOTEBOOK, executed, {"start_date": DAYS[0], "end_date": DAYS[1],
                                                   "run_id": "test-1"})
         yield Ingested(home, executed, server)
@@ -157,7 +143,7 @@ def test_clean_run_lands_the_contract_layout_and_passes_its_checks(ingested: Ing
 @pytest.mark.notebook
 def test_a_run_for_some_assets_fetches_only_their_history(tmp_path: Path) -> None:
     home, day = tmp_path / "lakehouse", DAYS[1]
-    with ReplayServer() as server, environment(LAB_HOME=str(home), LAB_COINCAP_URL=server.url):
+    with ReplayServer() as server, lab_environment(LAB_HOME=str(home), LAB_COINCAP_URL=server.url):
         params = {"start_date": day, "end_date": day, "run_id": "some", "assets": ["bitcoin"]}
         executed = execute_notebook(NOTEBOOK, tmp_path / "some.ipynb", params)
         history = home / "raw" / "bronze" / "coincap" / "asset_history" / f"ingest_date={day}"
@@ -185,7 +171,7 @@ def test_second_ingest_behind_429_and_500_leaves_bronze_byte_identical(
     with ReplayServer(api_key=KEY, rate_limit=1, server_errors=1, retry_after="1") as flaky:
         env = {"LAB_HOME": str(ingested.home), "LAB_COINCAP_URL": flaky.url,
                "LAB_COINCAP_API_KEY": KEY, "LAB_COINCAP_BACKOFF_S": "0.05"}
-        with environment(**env):
+        with lab_environment(**env):
             code = main(["ingest", "--start", DAYS[0], "--end", DAYS[1], "--run-id", "test-2"])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -209,7 +195,7 @@ def test_changed_fields_are_stored_as_received_and_a_cut_payload_is_rejected(
     faults = {"rename_field": "priceUsd=price", "extra_field": "note=hi",
               "null_field": "circulatingSupply", "truncate": 1, "route": "history"}
     with ReplayServer(api_key=KEY, **faults) as odd:
-        with environment(LAB_HOME=str(home), LAB_COINCAP_URL=odd.url, LAB_COINCAP_API_KEY=KEY):
+        with lab_environment(LAB_HOME=str(home), LAB_COINCAP_URL=odd.url, LAB_COINCAP_API_KEY=KEY):
             code = main(["ingest", "--start", day, "--run-id", "odd"])
         out = capsys.readouterr().out
         assert code == 1, out  # a rejected payload fails the day, so the job says so

@@ -232,7 +232,7 @@ def test_the_compose_profile_builds_no_class_archive(
 ) -> None:
     """`make setup` runs `lab spark-archive` on either profile; compose's Spark is its own."""
     from lab_env.cli import main
-    from lab_env.config import lab_environment
+    from tests.pipeline_runs import lab_environment
 
     with lab_environment(LAB_PROFILE="compose", LAB_JARS_DIR=str(tmp_path)):
         assert main(["spark-archive"]) == 0

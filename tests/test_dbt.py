@@ -89,7 +89,7 @@ def test_the_incremental_build_reads_and_writes_gold_affected_days(home: Path) -
 
 
 def test_the_marts_equal_spark_gold(home: Path) -> None:
-    from lab_env.config import lab_environment
+    from tests.pipeline_runs import lab_environment
 
     built = marts(home)
     with lab_environment(LAB_HOME=str(home)):

@@ -214,6 +214,46 @@ def test_the_print_rule_finds_a_print_added_on_purpose(tmp_path: Path) -> None:
     assert [line.split(":")[0] for line in printing_calls(copy)] == ["lab_env.lake.maintain"]
 
 
+# Who may change this process's environment: a library's own switch, set before it loads, and
+# the LAB_HOME lock's token handed to the processes a writer starts. Settings never travel this
+# way: kernels get theirs from the executor (lab_env.jobs.runner.kernel_env).
+ENVIRONMENT_WRITERS = {
+    "lab_env.lake.spark": "SPARK_LOCAL_IP, read by spark-submit before any configuration",
+    "lab_env.quality.suites": "GX_ANALYTICS_ENABLED, read by great_expectations on import",
+    "lab_env.lake.lock": "the lock's token, inherited by the processes a writer starts",
+}
+
+
+def environment_writes(root: Path = PACKAGE) -> set[str]:
+    """The modules that assign, update, pop or delete ``os.environ`` entries."""
+    found = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            targets = (node.targets if isinstance(node, ast.Assign | ast.Delete) else
+                       [node.func.value] if isinstance(node, ast.Call)
+                       and isinstance(node.func, ast.Attribute)
+                       and node.func.attr in {"update", "pop", "setdefault", "clear",
+                                              "__setitem__", "__delitem__"} else [])
+            for target in targets:
+                inner = target.value if isinstance(target, ast.Subscript) else target
+                if ast.unparse(inner) in {"os.environ", "environ"}:
+                    found.add(_module_name(path, root))
+    return found
+
+
+def test_only_library_switches_and_the_lock_write_the_environment() -> None:
+    assert environment_writes() == set(ENVIRONMENT_WRITERS)
+
+
+def test_the_environment_rule_finds_a_setting_written_on_purpose(tmp_path: Path) -> None:
+    copy = tmp_path / "lab_env"
+    shutil.copytree(PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    config = copy / "config.py"
+    config.write_text(config.read_text(encoding="utf-8")
+                      + "\n\ndef _point(home: str) -> None:\n    os.environ['LAB_HOME'] = home\n")
+    assert environment_writes(copy) == {*ENVIRONMENT_WRITERS, "lab_env.config"}
+
+
 def test_the_code_map_in_the_docs_names_every_module() -> None:
     """docs/architecture.md's map of lab_env by concern lists every module and package."""
     text = (PACKAGE.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
