@@ -28,11 +28,13 @@ import pytest
 
 from lab_env.cli import main
 from lab_env.config import load_settings
-from lab_env.course import exercises
+from lab_env.course import exercises, states
 from lab_env.course.checks import CHECK_MARKER
 from lab_env.jobs.runner import StepFailed, execute_notebook, kernel_env
+from lab_env.lake.catalog import get_catalog
 from lab_env.streaming import broker
 from tests.notebook_ci import NotebookCI, has_exercises, notebook_ci
+from tests.retries import Retry, retry_after_a_mistake
 
 REPO = Path(__file__).resolve().parents[1]
 SOLUTIONS = sorted((REPO / "solutions").glob("*.ipynb"))
@@ -188,6 +190,54 @@ def test_learner_notebook_runs_up_to_its_first_stub(
         f"{notebook.name} cell {index} raised {error.ename}: {error.evalue} before any stub; "
         f"see {output}"
     )
+
+
+def bad_prices_current(home: Path) -> bool:
+    """07.3's bad write (prices of zero and below) is still sandbox.prices' current state."""
+    table = get_catalog(load_settings(home=home)).load_table("sandbox.prices")
+    return table.scan(row_filter="price_usd <= 0").count() > 0
+
+
+# One typical mistake per milestone from 05 on (docs/mistakes.md); 00-04 are in
+# tests/test_clean_retries.py, where each case builds its start state from the earlier solutions.
+LATE_RETRIES = [
+    Retry("05_production.ipynb", "05.1", "range((last - first).days + 1)]",
+          "range((last - first).days)]", "end_date is inclusive"),  # exclusive-end
+    Retry("06_quality.ipynb", "06.1", 'column="price_usd", min_value=0, strict_min=True, meta=',
+          'column="price_usd", min_value=0, meta=', "lets a zero price through"),  # zero-allowed
+    Retry("07_maintenance.ipynb", "07.3",
+          "spark.sql(f\"CALL {CATALOG}.system.rollback_to_snapshot('sandbox.prices', {good})\")",
+          "print('nothing to roll back?', good)", "the bad write is current",
+          bad_prices_current),  # bad-write-current
+    Retry("08_dbt.ipynb", "08.1", 'unique_key = ["asset_id", "trade_date"]',
+          'unique_key = "asset_id"', "is not unique"),  # asset-id-only
+    Retry("09_streaming.ipynb", "09.2",
+          'batch.dropDuplicates(["event_id"]).createOrReplaceTempView("incoming")',
+          'batch.createOrReplaceTempView("incoming")', "twice"),  # merge-without-dedupe
+    Retry("10_dashboard.ipynb", "10.2", "(today - latest_day).days > 1",
+          "(today - latest_day).days > 0", "got 'stale'"),  # off-by-one-age
+]
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("retry", LATE_RETRIES, ids=[r.notebook[:2] for r in LATE_RETRIES])
+def test_a_fixed_answer_passes_the_next_check_from_the_kept_start(
+    retry: Retry, solution_runs: SolutionRuns, tmp_path: Path
+) -> None:
+    """A learner's retry in milestones 05-10: the start of the milestone is the copy of LAB_HOME
+    taken before its solution ran, kept as `lab check` keeps one; the check of a wrong answer
+    fails, and the fixed answer's next check passes from that kept start."""
+    solution = REPO / "solutions" / retry.notebook
+    solution_runs.run(SOLUTIONS[-1])  # the copies work only at the shared LAB_HOME's path
+    home = solution_runs.home
+    shutil.rmtree(home)
+    shutil.copytree(solution_runs.snapshot_before(solution), home)
+    settings = load_settings(home=home)
+    states.save(settings, int(retry.notebook[:2]), "notebook CI")
+    try:
+        retry_after_a_mistake(home, tmp_path, retry, "kept state")
+    finally:
+        broker.stop(settings)  # 09's broker, tied to the check's kernel
 
 
 def _repo_notebooks() -> list[Path]:
