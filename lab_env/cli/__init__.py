@@ -18,7 +18,7 @@ import click
 
 from lab_env.cli.base import ARGV, PARAMS, LabGroup
 from lab_env.cli.errors import as_lab_error
-from lab_env.errors import LabError, one_line
+from lab_env.errors import one_line
 
 __all__ = ["as_lab_error", "lab", "main"]
 
@@ -71,7 +71,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if verbose:
             traceback.print_exc()
         click.echo(f"error: {one_line(str(error))}", err=True)
-        return error.exit_code if isinstance(error, LabError) else 2
+        return error.exit_code
 
 
 if __name__ == "__main__":

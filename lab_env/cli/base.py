@@ -35,7 +35,7 @@ class LabCommand(click.Command):
         from lab_env.config import get_settings
         from lab_env.lake.lock import lakehouse_lock
 
-        argv = ctx.meta.get(ARGV, [ctx.command_path])
+        argv = ctx.meta.get(ARGV) or ctx.command_path.split()[1:]
         with lakehouse_lock(get_settings(), None, shlex.join(["lab", *argv])):
             return super().invoke(ctx)
 

@@ -423,29 +423,23 @@ def run_step(
     output = folder / step.notebook.name
     began = time.perf_counter()
     error, refused = "", False
-    with contextlib.ExitStack() as stack:
-        if kernel is None:
-            kernel = stack.enter_context(Kernel(log=folder / KERNEL_LOG, env=env))
-        try:
-            if step in EXTRA_STEPS:  # not a notebook: the dbt project (lab_env.jobs.dbt)
-                from lab_env.jobs.dbt import DbtTestsFailed, job
+    if step in EXTRA_STEPS:  # not a notebook, so no kernel: the dbt project (lab_env.jobs.dbt)
+        from lab_env.jobs.dbt import DbtTestsFailed, job
 
-                output, failure = job(params, folder, settings)
-                error, refused = str(failure or ""), isinstance(failure, DbtTestsFailed)
-            else:
-                execute_notebook(
-                    step.notebook,
-                    output,
-                    params,
-                    job=True,
-                    kernel=kernel,
-                    env=step_env(step, params, gated),
-                )
-        except StepFailed as exc:
-            from lab_env.quality.gate import QualityGateFailed
+        output, failure = job(params, folder, settings)
+        error, refused = str(failure or ""), isinstance(failure, DbtTestsFailed)
+    else:
+        with contextlib.ExitStack() as stack:
+            if kernel is None:
+                kernel = stack.enter_context(Kernel(log=folder / KERNEL_LOG, env=env))
+            try:
+                execute_notebook(step.notebook, output, params, job=True, kernel=kernel,
+                                 env=step_env(step, params, gated))
+            except StepFailed as exc:
+                from lab_env.quality.gate import QualityGateFailed
 
-            # The kernel's exception arrives as its type's name: the gate's own class, by name.
-            error, refused = str(exc), exc.ename == QualityGateFailed.__name__
+                # The kernel's exception arrives as its type's name: the gate's own class.
+                error, refused = str(exc), exc.ename == QualityGateFailed.__name__
     result = StepResult(
         step.name,
         step.notebook.name,
