@@ -8,6 +8,7 @@ LAB_HOME (``lab_home``); tests that need isolation use their own table names or
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,11 +22,29 @@ from lab_env.jobs import airflow_db
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Every temporary file of the run's processes goes in one folder, removed when the run ends:
+# kernels' scratch folders (Spark's local files, the JVM's native libraries), Airflow's homes,
+# demo catalogs, a killed run's leftovers. The processes started later (xdist workers, kernels,
+# `lab` commands, servers) find it in TMPDIR; pytest's own tmp_path folders stay where pytest
+# keeps them (the last three runs, for reading after a failure).
+TEST_TMP = "LAB_TEST_TMP"
+_OWN_TMP = TEST_TMP not in os.environ  # this process made the folder: it removes it (below)
+if _OWN_TMP:
+    os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", tempfile.gettempdir())
+    os.environ[TEST_TMP] = tempfile.mkdtemp(prefix="lab-tests-")
+os.environ["TMPDIR"] = os.environ[TEST_TMP]
+tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+
 # Airflow reads its configuration on first import: give the test run its own home first.
 os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="lab-airflow-")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ.update(airflow_db.ENV)  # SQLite: wait for the scheduler's writes, never fail on them
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _OWN_TMP:
+        shutil.rmtree(os.environ[TEST_TMP], ignore_errors=True)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -57,7 +76,10 @@ def spark(lab_home: Path):  # type: ignore[no-untyped-def]
     """The one local Spark session of the test run, with the `lake` Iceberg catalog."""
     from lab_env.lake.spark import get_spark, stop_spark
 
-    session = get_spark()
+    with pytest.MonkeyPatch.context() as mp:
+        # Spark's local files and the JVM's temp folder (lab_env.lake.spark): the run's folder
+        mp.setenv("SPARK_LOCAL_DIRS", tempfile.mkdtemp(prefix="spark-"))
+        session = get_spark()
     yield session
     stop_spark()
 

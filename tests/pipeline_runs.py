@@ -78,8 +78,6 @@ def free_port() -> int:
     return port
 
 
-
-
 def airflow_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     airflow = str(Path(sys.executable).with_name("airflow"))
     return subprocess.run(

@@ -27,8 +27,6 @@ from tests.retries import Retry, retry_after_a_mistake
 pytestmark = [pytest.mark.notebook, pytest.mark.spark]
 
 
-
-
 def namespaces_exist(home: Path) -> bool:
     found = {ns[0] for ns in get_catalog(load_settings(home=home)).list_namespaces()}
     return {"bronze", "silver", "gold"} <= found
@@ -73,8 +71,6 @@ RETRIES = {
     "04": Retry("04_gold.ipynb", "04.1", 'F.max("price_usd").alias("high_usd")',
                 'F.min("price_usd").alias("high_usd")', "F.max('price_usd')", highs_below_close),
 }
-
-
 
 
 @pytest.mark.parametrize("milestone", sorted(RETRIES))

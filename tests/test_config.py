@@ -83,17 +83,17 @@ def test_compose_profile_points_every_engine_at_the_services(
     assert jars.pin(jars.SQLITE_JDBC).file_name not in on_classpath
 
 
-def test_the_driver_jvm_uses_the_quick_jit_unless_told_otherwise(
+def test_the_driver_jvm_uses_the_quick_jit_and_the_serial_collector_unless_told_otherwise(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("LAB_HOME", str(tmp_path / "lakehouse"))
     options = spark_conf(load_settings())["spark.driver.extraJavaOptions"].split()
-    assert "-XX:TieredStopAtLevel=1" in options
+    assert {"-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"} <= set(options)
     # the lab's own options stay whatever the setting says
     assert any(o.startswith("-Dlog4j2.configurationFile=") for o in options)
     monkeypatch.setenv("LAB_SPARK_DRIVER_JAVA_OPTIONS", "")
     options = spark_conf(load_settings())["spark.driver.extraJavaOptions"].split()
-    assert not any(o.startswith("-XX:TieredStopAtLevel") for o in options)
+    assert not any(o.startswith(("-XX:TieredStopAtLevel", "-XX:+UseSerialGC")) for o in options)
     assert any(o.startswith("-Dlog4j2.configurationFile=") for o in options)
     monkeypatch.setenv("LAB_PROFILE", "compose")
     monkeypatch.setenv("LAB_SPARK_DRIVER_JAVA_OPTIONS", "-XX:TieredStopAtLevel=1")

@@ -44,6 +44,32 @@ def test_local_spark_loads_its_jars_without_copying_them(spark) -> None:  # type
     assert not list(Path(SparkFiles.getRootDirectory()).rglob("*.jar"))
 
 
+def test_the_driver_runs_the_quick_jit_and_the_serial_collector(spark) -> None:  # type: ignore[no-untyped-def]
+    jvm = spark.sparkContext._jvm
+    management = jvm.java.lang.management.ManagementFactory
+    arguments = list(management.getRuntimeMXBean().getInputArguments())
+    assert "-XX:TieredStopAtLevel=1" in arguments
+    collectors = {bean.getName() for bean in management.getGarbageCollectorMXBeans()}
+    assert collectors == {"Copy", "MarkSweepCompact"}  # the serial collector's two generations
+
+
+def test_spark_python_workers_run_this_interpreter(spark) -> None:  # type: ignore[no-untyped-def]
+    """Rows made in Python and a Python UDF go through Spark's Python workers: they run this
+    venv's interpreter, not whatever ``python3`` comes first on PATH."""
+    import sys
+
+    from pyspark.sql import functions as F
+
+    @F.udf("string")
+    def interpreter(_: int) -> str:
+        import sys
+
+        return sys.executable
+
+    rows = spark.createDataFrame([(1,)], "n int").select(interpreter("n").alias("python"))
+    assert [row.python for row in rows.collect()] == [sys.executable]
+
+
 def test_pyiceberg_reads_what_spark_wrote(spark, catalog) -> None:  # type: ignore[no-untyped-def]
     spark.sql("DROP TABLE IF EXISTS silver.engines_from_spark")
     spark.sql(

@@ -218,7 +218,8 @@ def test_the_print_rule_finds_a_print_added_on_purpose(tmp_path: Path) -> None:
 # the LAB_HOME lock's token handed to the processes a writer starts. Settings never travel this
 # way: kernels get theirs from the executor (lab_env.jobs.runner.kernel_env).
 ENVIRONMENT_WRITERS = {
-    "lab_env.lake.spark": "SPARK_LOCAL_IP, read by spark-submit before any configuration",
+    "lab_env.lake.spark": "SPARK_LOCAL_IP and PYSPARK_PYTHON, read by spark-submit and by the"
+    " SparkContext before any configuration",
     "lab_env.quality.suites": "GX_ANALYTICS_ENABLED, read by great_expectations on import",
     "lab_env.lake.lock": "the lock's token, inherited by the processes a writer starts",
 }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -143,6 +144,10 @@ def get_spark(settings: Settings | None = None) -> SparkSession:
         # Local Spark talks to itself only: bind to loopback, which also silences a hostname
         # warning. Not on compose: executors on spark-worker must reach this driver.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+        # Spark's Python workers (createDataFrame from rows, Python UDFs) run `python3` from
+        # PATH unless told otherwise: on a machine whose python3 is not this venv's version,
+        # they fail with PYTHON_VERSION_MISMATCH. They run this interpreter, as the kernel does.
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName("lakehouse-lab").master(settings.spark_master)
     for key, value in spark_conf(settings).items():
         builder = builder.config(key, value)
