@@ -76,10 +76,7 @@ def spark(lab_home: Path):  # type: ignore[no-untyped-def]
     """The one local Spark session of the test run, with the `lake` Iceberg catalog."""
     from lab_env.lake.spark import get_spark, stop_spark
 
-    with pytest.MonkeyPatch.context() as mp:
-        # Spark's local files and the JVM's temp folder (lab_env.lake.spark): the run's folder
-        mp.setenv("SPARK_LOCAL_DIRS", tempfile.mkdtemp(prefix="spark-"))
-        session = get_spark()
+    session = get_spark()  # its JVM's temp files go in TMPDIR, the run's folder (above)
     yield session
     stop_spark()
 

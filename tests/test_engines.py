@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
@@ -51,6 +52,16 @@ def test_the_driver_runs_the_quick_jit_and_the_serial_collector(spark) -> None: 
     assert "-XX:TieredStopAtLevel=1" in arguments
     collectors = {bean.getName() for bean in management.getGarbageCollectorMXBeans()}
     assert collectors == {"Copy", "MarkSweepCompact"}  # the serial collector's two generations
+
+
+def test_a_driver_outside_a_kernel_keeps_its_temp_files_in_pythons_temp_folder(spark) -> None:  # type: ignore[no-untyped-def]
+    """No kernel scratch folder here (SPARK_LOCAL_DIRS unset): the JVM's temp folder is the one
+    TMPDIR names for every process of the test run, removed at its end (tests/conftest.py)."""
+    import tempfile
+
+    jvm = spark.sparkContext._jvm
+    assert jvm.java.lang.System.getProperty("java.io.tmpdir") == tempfile.gettempdir()
+    assert Path(tempfile.gettempdir()).name.startswith("lab-tests-")
 
 
 def test_spark_python_workers_run_this_interpreter(spark) -> None:  # type: ignore[no-untyped-def]

@@ -158,6 +158,52 @@ def test_pipeline_stops_at_a_failure_and_keeps_every_executed_copy(
     assert "Run failed." in capsys.readouterr().out
 
 
+def test_a_run_loads_what_the_next_step_waits_for_while_a_step_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The quality step's slow import (Great Expectations) happens in the run's kernel while
+    the step before it works; a step with nothing to preload after it starts nothing."""
+    monkeypatch.setenv("LAB_COINCAP_URL", "http://127.0.0.1:9/v3")  # no replay server needed
+    from lab_env.config import load_settings
+    from lab_env.jobs.runner import step_named
+
+    settings = load_settings(home=tmp_path / "lakehouse")
+    waits = make_notebook(
+        tmp_path / "waits.ipynb",
+        "import sys, threading, time\n"
+        "deadline = time.monotonic() + 120\n"
+        "while 'great_expectations' not in sys.modules and time.monotonic() < deadline:\n"
+        "    time.sleep(0.2)\n"
+        "print('gx imported:', 'great_expectations' in sys.modules)\n"
+        "print('by:', [t.name for t in threading.enumerate() if t.name.startswith('lab-')])",
+    )
+    looks = make_notebook(
+        tmp_path / "looks.ipynb",
+        "import sys\nprint('gx imported:', 'great_expectations' in sys.modules)",
+    )
+    uses = make_notebook(
+        tmp_path / "uses.ipynb",
+        "from lab_env.quality.suites import load_gx\nprint('gx', load_gx().__name__)",
+    )
+
+    def printed(output: str) -> str:
+        nb = nbformat.read(output, as_version=4)
+        return "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+
+    day = dt.date(2025, 1, 1)
+    quality = step_named("quality")
+    assert quality.preload == "lab_env.quality.suites:load_gx"
+    steps = [Step("first", waits), Step("second", uses, preload=quality.preload)]
+    warm = run_pipeline(day, day, steps=steps, run_id="warm", settings=settings)
+    assert warm.ok, [s.error for s in warm.steps]
+    assert "gx imported: True" in printed(warm.steps[0].output)
+    assert "lab-preload-load_gx" in printed(warm.steps[0].output)  # on its own thread
+    assert "gx great_expectations" in printed(warm.steps[1].output)
+    cold = run_pipeline(day, day, steps=[Step("first", looks), Step("second", uses)],
+                        run_id="cold", settings=settings)
+    assert cold.ok and "gx imported: False" in printed(cold.steps[0].output)
+
+
 def test_a_range_that_ends_before_it_starts_is_refused() -> None:
     from lab_env.errors import LabError
 

@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -47,6 +48,9 @@ class Step:
 
     name: str
     notebook: Path
+    # "module:function" that loads what the step's first cell would wait seconds for; a run's
+    # kernel calls it on a thread of its own while the step before works (:func:`preload`).
+    preload: str = ""
 
 
 STEPS: tuple[Step, ...] = (
@@ -54,7 +58,8 @@ STEPS: tuple[Step, ...] = (
     Step("silver", SOLUTIONS / "03_silver.ipynb"),
     Step("gold", SOLUTIONS / "04_gold.ipynb"),
     # The gate: audits the run, then publishes gold from the run's audit branch (or stops it).
-    Step("quality", SOLUTIONS / "06_quality.ipynb"),
+    # Great Expectations' import costs some 5 s of CPU: it happens while gold works.
+    Step("quality", SOLUTIONS / "06_quality.ipynb", preload="lab_env.quality.suites:load_gx"),
 )
 # Steps a run takes only when named (`lab run --steps ... dbt`), after the default ones: dbt
 # builds its DuckDB marts from the silver that the run has just written (lab_env.jobs.dbt).
@@ -112,7 +117,8 @@ def job_cells(notebook: Path) -> nbformat.NotebookNode:
 class Kernel:
     """One Python kernel that executes notebooks one after another, and keeps its Spark warm.
 
-    Starting a kernel and a JVM is the largest fixed cost of a step; a run pays it once.
+    Starting a kernel and a JVM is the largest fixed cost of a step; a run pays it once, and
+    loads what the next step waits for while a step works (:meth:`preload`).
     Before each notebook the kernel's namespace is emptied and its ``LAB_*`` environment set
     for that notebook (:meth:`prepare`), so a notebook sees what it would see in a kernel of
     its own; only the imported modules and the SparkSession carry over. ``env`` (from
@@ -144,9 +150,12 @@ class Kernel:
             run_sync(self.km.shutdown_kernel)(now=True)
             self.km = None
 
+    def preload(self, spec: str) -> None:
+        """Call ``spec`` ("module:function") on a thread of the kernel; return at once."""
+        self._execute(f"from lab_env.jobs.runner import preload\npreload({spec!r})\n")
+
     def prepare(self, env: dict[str, str | None]) -> None:
         """Empty the namespace and set (or, for None, unset) these variables in the kernel."""
-        assert self.km is not None, "prepare() needs a started kernel: use `with Kernel()`"
         code = (
             "import os as _os\n"
             f"_env = {env!r}\n"
@@ -156,6 +165,10 @@ class Kernel:
             "_get_settings.cache_clear()\n"
             "get_ipython().run_line_magic('reset', '-f')\n"
         )
+        self._execute(code)
+
+    def _execute(self, code: str) -> None:
+        assert self.km is not None, "the kernel is not started: use `with Kernel()`"
         client = self.km.blocking_client()
         client.start_channels()
         try:
@@ -169,6 +182,18 @@ class Kernel:
                 f"{content.get('evalue')}.",
                 "check that lab_env imports in .venv/bin/python.",
             )
+
+
+def preload(spec: str) -> None:
+    """In a run's kernel: call ``spec`` ("module:function", :attr:`Step.preload`) on a thread of
+    its own, while the step now running works. The module is imported here, on the kernel's main
+    thread; the thread runs the function (an import that takes seconds). A step that imports
+    the same module before it is done waits for it, as Python's import lock makes it."""
+    import importlib
+
+    module, function = spec.split(":")
+    target = getattr(importlib.import_module(module), function)
+    threading.Thread(target=target, name=f"lab-preload-{function}", daemon=True).start()
 
 
 def execute_notebook(
@@ -518,6 +543,8 @@ def run_pipeline(
     ):
         for index, step in enumerate(chosen, start=1):
             say(f"[{index}/{len(chosen)}] {step.name}: {step.notebook.name} ...")
+            if index < len(chosen) and chosen[index].preload:
+                kernel.preload(chosen[index].preload)  # the next step's, while this one works
             result = run_step(step, params, folder, settings, gated=gated, kernel=kernel)
             summary.steps.append(result)
             if result.ok:

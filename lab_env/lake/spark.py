@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -108,11 +109,12 @@ def spark_conf(settings: Settings) -> dict[str, str]:
 
 
 def _scratch_tmpdir() -> str:
-    """``-Djava.io.tmpdir`` in Spark's local folder, when one is set (a run's kernel sets one
-    of its own, deleted with it): the native libraries sqlite-jdbc, snappy and lz4 unpack at
-    every JVM start go there too, instead of staying in /tmp after a killed JVM."""
+    """``-Djava.io.tmpdir`` in Spark's local folder when one is set (a run's kernel sets one of
+    its own, deleted with it), else in the temp folder Python uses (``TMPDIR``, or /tmp): the
+    native libraries sqlite-jdbc, snappy and lz4 unpack at every JVM start go there, and
+    Spark's own local files too, instead of staying in /tmp after a killed JVM."""
     local_dirs = os.environ.get("SPARK_LOCAL_DIRS", "")
-    return f"-Djava.io.tmpdir={local_dirs.split(',')[0]}" if local_dirs else ""
+    return f"-Djava.io.tmpdir={local_dirs.split(',')[0] if local_dirs else tempfile.gettempdir()}"
 
 
 def check_java() -> str:

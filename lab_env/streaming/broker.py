@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -220,7 +221,8 @@ def start(
     with log_file.open("ab") as log:
         proc = subprocess.Popen(
             [java, *JVM_OPTS, f"-Dlog4j2.configurationFile={home / 'log4j2.properties'}",
-             f"-Dkafka.logs.dir={home}", "-cp", classpath, MAIN_CLASS, str(props)],
+             f"-Dkafka.logs.dir={home}", f"-Djava.io.tmpdir={tempfile.gettempdir()}",
+             "-cp", classpath, MAIN_CLASS, str(props)],
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
