@@ -265,3 +265,16 @@ def test_the_code_map_in_the_docs_names_every_module() -> None:
     names += [f"`{p.name}/`" for p in PACKAGE.rglob("*") if (p / "__init__.py").is_file()]
     missing = sorted(name for name in names if name not in table)
     assert not missing, f"not in docs/architecture.md's code map: {missing}"
+
+
+def test_the_notebook_executor_builds_no_iri_grammar_at_import() -> None:
+    """papermill (every `lab` command that runs a notebook), Airflow, dbt and Great Expectations
+    import jsonschema. From 4.25 on, jsonschema imports rfc3987-syntax, which builds 38 Earley
+    parsers with lark at import: 1.4 s of CPU in each of those processes. pyproject.toml pins
+    jsonschema below it (docs/production.md); a re-lock that brings it back fails here."""
+    import subprocess
+    import sys
+
+    code = "import sys, papermill; print(sorted({'rfc3987_syntax', 'lark'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]", f"imported with papermill: {done.stdout.strip()}"
