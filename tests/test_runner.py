@@ -129,6 +129,32 @@ def test_the_jvm_of_a_kernel_unpacks_its_native_libraries_into_the_scratch_folde
     assert not Path(tmp).exists()
 
 
+@pytest.mark.spark
+def test_exit_jvm_lets_the_kernels_jvm_end_the_normal_way(tmp_path: Path) -> None:
+    """How the class archive's training ends (a JVM writes the archive only at a normal exit):
+    the JVM exits with status 0 and its exit hooks run, so sqlite-jdbc deletes the native
+    library it unpacked, which a JVM killed with its kernel leaves behind."""
+    nb = make_notebook(
+        tmp_path / "exit.ipynb",
+        "import os\n"
+        f"os.environ['LAB_HOME'] = {str(tmp_path / 'lakehouse')!r}\n"
+        "from pyspark import SparkContext\n"
+        "from lab_env.lake.spark import exit_jvm, get_spark\n"
+        "spark = get_spark()\n"
+        "spark.sql('SHOW NAMESPACES').collect()  # the catalog's JDBC driver is loaded\n"
+        "tmp = spark.sparkContext._jvm.java.lang.System.getProperty('java.io.tmpdir')\n"
+        "jvm = SparkContext._gateway.proc\n"
+        "def sqlite_library():\n"
+        "    return any(n.endswith('libsqlitejdbc.so') for n in os.listdir(tmp))\n"
+        "unpacked = sqlite_library()\n"
+        "exit_jvm()\n"
+        "print(jvm.returncode, unpacked, sqlite_library())",
+    )
+    out = execute_notebook(nb, tmp_path / "runs" / "exit.ipynb")
+    printed = "".join(o.get("text", "") for o in out.cells[2].outputs).strip()
+    assert printed == "0 True False", printed
+
+
 def test_pipeline_stops_at_a_failure_and_keeps_every_executed_copy(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

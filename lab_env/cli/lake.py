@@ -10,6 +10,7 @@ import click
 from lab_env.cli.base import LabCommand
 from lab_env.cli.render import console, say, table, verbatim
 from lab_env.config import get_settings
+from lab_env.jobs.runner import ARCHIVE_TRAINING
 from lab_env.lake import maintain, spark_archive
 from lab_env.lake.lineage import table_lineage
 
@@ -118,7 +119,7 @@ def spark_archive_command() -> None:
         say("spark-archive: not used by the compose profile (its Spark has its own image)")
         return
     began = time.perf_counter()
-    path, built = spark_archive.build(settings)
+    path, built = spark_archive.build(ARCHIVE_TRAINING, settings)
     size = path.stat().st_size / 2**20
     if built:
         say(f"spark-archive: built {path} ({size:.0f} MB) in "

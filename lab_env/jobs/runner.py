@@ -167,6 +167,14 @@ class Kernel:
         )
         self._execute(code)
 
+    def exit_jvm(self) -> None:
+        """Stop the kernel's Spark session and have its JVM exit the normal way, running its
+        exit hooks (a JVM started with ``-XX:ArchiveClassesAtExit`` writes its class archive
+        then); return once it is gone. Without this a kernel's JVM dies with the kernel."""
+        self._execute(
+            "from lab_env.lake.spark import exit_jvm as _exit_jvm\n_exit_jvm()\n"
+        )
+
     def _execute(self, code: str) -> None:
         assert self.km is not None, "the kernel is not started: use `with Kernel()`"
         client = self.km.blocking_client()
@@ -478,6 +486,27 @@ def run_step(
     # Duration, rows, verdict and gold's freshness, for Prometheus (docs/operations.md).
     record_step(result, folder, settings)
     return result
+
+
+# The lessons whose work the Spark class archive is trained on (`lab spark-archive`): the ones
+# that use Spark most, every cell as a learner runs it, with their own parameters.
+ARCHIVE_LESSONS = (
+    "02_bronze.ipynb", "03_silver.ipynb", "04_gold.ipynb", "07_maintenance.ipynb",
+)
+ARCHIVE_TRAINING = "from lab_env.jobs.runner import train_class_archive\ntrain_class_archive()\n"
+
+
+def train_class_archive(settings: Settings | None = None) -> None:
+    """The work whose classes the Spark class archive keeps (lab_env.lake.spark_archive runs
+    :data:`ARCHIVE_TRAINING` in a throwaway LAB_HOME): the :data:`ARCHIVE_LESSONS` in one
+    kernel, then its JVM's normal exit, which is when a JVM started with
+    ``-XX:ArchiveClassesAtExit`` writes the archive."""
+    settings = settings or get_settings()
+    folder = settings.lab_home / "archive-training"
+    with kernel_env(settings) as env, Kernel(log=folder / KERNEL_LOG, env=env) as kernel:
+        for name in ARCHIVE_LESSONS:
+            execute_notebook(SOLUTIONS / name, folder / name, kernel=kernel)
+        kernel.exit_jvm()
 
 
 def step_named(name: str) -> Step:

@@ -177,6 +177,27 @@ def _follow_wap_branch(session: SparkSession, settings: Settings) -> None:
         session.conf.unset("spark.wap.branch")
 
 
+def exit_jvm(timeout: float = 300) -> None:
+    """Stop the process's Spark session and let its JVM exit the normal way; wait until it has.
+
+    PySpark's JVM lives as long as this process and dies with it, skipping its exit hooks. It
+    also exits by itself when its standard input closes: then the hooks run (a JVM started with
+    ``-XX:ArchiveClassesAtExit`` writes its class archive, lab_env.lake.spark_archive). A later
+    :func:`get_spark` starts a new JVM.
+    """
+    from pyspark import SparkContext
+
+    stop_spark()
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    gateway.proc.stdin.close()
+    gateway.proc.wait(timeout)
+    gateway.close()
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+
+
 def stop_spark() -> None:
     """Stop the process's SparkSession, if one is running."""
     from pyspark.sql import SparkSession

@@ -7,10 +7,10 @@ archive belongs to one JVM, one class path and one set of driver options: the fi
 a fingerprint of all three, so a changed jar, Java or option means another name, and a JVM
 without a matching archive simply starts the usual way.
 
-``lab spark-archive`` (run by ``make setup``) builds it once, in the jars folder: a throwaway
-Spark session does what the lab's jobs do (an Iceberg table, a ``MERGE``, JSON, windows,
-``toPandas``) and the JVM writes the classes it loaded when it exits. docs/production.md has the
-figures.
+``lab spark-archive`` (run by ``make setup``) builds it once, in the jars folder: a fresh
+process in a throwaway LAB_HOME runs the training it is given (the bronze, silver and gold
+lessons, :func:`lab_env.jobs.runner.train_class_archive`), and the JVM writes the classes it
+loaded when it exits. docs/production.md has the figures.
 """
 
 from __future__ import annotations
@@ -67,31 +67,6 @@ def driver_options(settings: Settings, class_path: list[str]) -> str:
     return f"-XX:SharedArchiveFile={path} {QUIET}"
 
 
-TRAINING = """
-from pathlib import Path
-
-from pyspark.sql import Window, functions as F
-
-from lab_env.lake.spark import get_spark
-
-spark = get_spark()
-spark.sql("CREATE NAMESPACE IF NOT EXISTS silver")
-spark.sql("CREATE TABLE silver.t (id BIGINT, day DATE, v DECIMAL(38,18), s STRING) USING iceberg "
-          "PARTITIONED BY (day)")
-rows = spark.range(200).select(
-    "id", F.expr("date_add(DATE'2025-01-01', cast(id % 5 as int))").alias("day"),
-    (F.col("id") / 7).cast("decimal(38,18)").alias("v"), F.col("id").cast("string").alias("s"))
-rows.writeTo("silver.t").append()
-rows.withColumn("v", F.col("v") + 1).createOrReplaceTempView("changes")
-spark.sql("MERGE INTO silver.t t USING changes s ON t.id = s.id AND t.day = s.day "
-          "WHEN MATCHED THEN UPDATE SET * WHEN NOT MATCHED THEN INSERT *")
-Path("answer.json").write_text('{"data": [{"id": "a", "priceUsd": "1.5", "time": 1}]}')
-spark.read.option("multiLine", True).json("answer.json").select(F.explode("data")).collect()
-newest = Window.partitionBy("day").orderBy(F.col("v").desc())
-ranked = spark.table("silver.t").withColumn("n", F.row_number().over(newest)).where("n = 1")
-ranked.groupBy("day").agg(F.max("v"), F.avg("v"), F.count("*")).toPandas()
-spark.stop()
-"""
 
 
 def training_env(settings: Settings, archive: Path, home: Path) -> dict[str, str]:
@@ -116,9 +91,14 @@ def training_env(settings: Settings, archive: Path, home: Path) -> dict[str, str
 
 
 def build(
-    settings: Settings | None = None, class_path: list[str] | None = None
+    training: str, settings: Settings | None = None, class_path: list[str] | None = None
 ) -> tuple[Path, bool]:
-    """Build the archive unless it exists; return its path and whether it was built now."""
+    """Build the archive unless it exists; return its path and whether it was built now.
+
+    ``training`` is the Python code a fresh process runs, with :func:`training_env`, to do the
+    work whose classes the archive keeps; it ends with its JVM's normal exit, which is when the
+    JVM writes the archive (:func:`lab_env.lake.spark.exit_jvm`).
+    """
     from lab_env.lake.jars import spark_jars
 
     settings = settings or get_settings()
@@ -132,7 +112,7 @@ def build(
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(f"{path.name}.{os.getpid()}.partial")
     with tempfile.TemporaryDirectory(prefix="lab-spark-archive-") as home:
-        done = subprocess.run([sys.executable, "-c", TRAINING], cwd=home,
+        done = subprocess.run([sys.executable, "-c", training], cwd=home,
                               env=training_env(settings, partial, Path(home)),
                               capture_output=True, text=True, check=False)
     if done.returncode != 0 or not partial.is_file():
