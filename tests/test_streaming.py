@@ -38,6 +38,8 @@ def kafka(lab_home: Path) -> Iterator[str]:
     settings = get_settings()
     state, started = broker.start(settings)
     assert started, "a broker was already running for the test session's LAB_HOME"
+    command = Path(f"/proc/{state.pid}/cmdline").read_bytes().split(b"\0")
+    assert {b"-XX:TieredStopAtLevel=1", b"-XX:+UseSerialGC"} <= set(command), command
     try:
         yield state.bootstrap
     finally:
