@@ -191,9 +191,11 @@ def exit_jvm(timeout: float = 300) -> None:
     gateway = SparkContext._gateway
     if gateway is None:
         return
+    # No more calls into the JVM: Python objects freed meanwhile would tell a JVM that is going
+    # away, and py4j logs each failed call as an ERROR.
+    gateway.shutdown()
     gateway.proc.stdin.close()
     gateway.proc.wait(timeout)
-    gateway.close()
     SparkContext._gateway = None
     SparkContext._jvm = None
 
