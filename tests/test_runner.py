@@ -40,6 +40,19 @@ def make_notebook(path: Path, *body: str) -> Path:
     return path
 
 
+def spark_in_a_kernel(home: Path) -> str:
+    """A cell's first lines: the kernel's Spark on LAB_HOME ``home``, with the catalog's JDBC
+    driver loaded, and ``tmp``, the JVM's temp folder."""
+    return (
+        "import os\n"
+        f"os.environ['LAB_HOME'] = {str(home)!r}\n"
+        "from lab_env.lake.spark import get_spark\n"
+        "spark = get_spark()\n"
+        "spark.sql('SHOW NAMESPACES').collect()  # the catalog's JDBC driver is loaded\n"
+        "tmp = spark.sparkContext._jvm.java.lang.System.getProperty('java.io.tmpdir')\n"
+    )
+
+
 def test_parameters_reach_the_notebook_and_unknown_ones_are_dropped(tmp_path: Path) -> None:
     nb = make_notebook(tmp_path / "step.ipynb", "print(start_date, end_date, run_id)")
     out = execute_notebook(
@@ -114,13 +127,8 @@ def test_the_jvm_of_a_kernel_unpacks_its_native_libraries_into_the_scratch_folde
     at exit, which a killed JVM never reaches: they go in the kernel's scratch folder."""
     nb = make_notebook(
         tmp_path / "jvm.ipynb",
-        "import os\n"
-        f"os.environ['LAB_HOME'] = {str(tmp_path / 'lakehouse')!r}\n"
-        "from lab_env.lake.spark import get_spark\n"
-        "spark = get_spark()\n"
-        "spark.sql('SHOW NAMESPACES').collect()  # the catalog's JDBC driver is loaded\n"
-        "tmp = spark.sparkContext._jvm.java.lang.System.getProperty('java.io.tmpdir')\n"
-        "print(tmp, sorted(n for n in os.listdir(tmp) if n.endswith('.so')))",
+        spark_in_a_kernel(tmp_path / "lakehouse")
+        + "print(tmp, sorted(n for n in os.listdir(tmp) if n.endswith('.so')))",
     )
     out = execute_notebook(nb, tmp_path / "runs" / "jvm.ipynb")
     printed = "".join(o.get("text", "") for o in out.cells[2].outputs).strip()
@@ -136,13 +144,9 @@ def test_exit_jvm_lets_the_kernels_jvm_end_the_normal_way(tmp_path: Path) -> Non
     library it unpacked, which a JVM killed with its kernel leaves behind."""
     nb = make_notebook(
         tmp_path / "exit.ipynb",
-        "import os\n"
-        f"os.environ['LAB_HOME'] = {str(tmp_path / 'lakehouse')!r}\n"
-        "from pyspark import SparkContext\n"
-        "from lab_env.lake.spark import exit_jvm, get_spark\n"
-        "spark = get_spark()\n"
-        "spark.sql('SHOW NAMESPACES').collect()  # the catalog's JDBC driver is loaded\n"
-        "tmp = spark.sparkContext._jvm.java.lang.System.getProperty('java.io.tmpdir')\n"
+        spark_in_a_kernel(tmp_path / "lakehouse")
+        + "from pyspark import SparkContext\n"
+        "from lab_env.lake.spark import exit_jvm\n"
         "jvm = SparkContext._gateway.proc\n"
         "def sqlite_library():\n"
         "    return any(n.endswith('libsqlitejdbc.so') for n in os.listdir(tmp))\n"
