@@ -8,9 +8,9 @@ a fingerprint of all three, so a changed jar, Java or option means another name,
 without a matching archive simply starts the usual way.
 
 ``lab spark-archive`` (run by ``make setup``) builds it once, in the jars folder: a fresh
-process in a throwaway LAB_HOME runs the training it is given (the bronze, silver and gold
-lessons, :func:`lab_env.jobs.runner.train_class_archive`), and the JVM writes the classes it
-loaded when it exits. docs/production.md has the figures.
+process in a throwaway LAB_HOME runs the training it is given (the bronze, silver, gold and
+maintenance lessons, :func:`lab_env.jobs.runner.train_class_archive`), and the JVM writes the
+classes it loaded when it exits. docs/production.md has the figures.
 """
 
 from __future__ import annotations
@@ -65,8 +65,6 @@ def driver_options(settings: Settings, class_path: list[str]) -> str:
     if path is None or not path.is_file():
         return ""
     return f"-XX:SharedArchiveFile={path} {QUIET}"
-
-
 
 
 def training_env(settings: Settings, archive: Path, home: Path) -> dict[str, str]:
