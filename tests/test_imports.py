@@ -270,7 +270,7 @@ def test_the_code_map_in_the_docs_names_every_module() -> None:
 def test_the_notebook_executor_builds_no_iri_grammar_at_import() -> None:
     """papermill (every `lab` command that runs a notebook), Airflow, dbt and Great Expectations
     import jsonschema. From 4.25 on, jsonschema imports rfc3987-syntax, which builds 38 Earley
-    parsers with lark at import: 1.4 s of CPU in each of those processes. pyproject.toml pins
+    parsers with lark at import: 1.3 s of CPU in each of those processes. pyproject.toml pins
     jsonschema below it (docs/production.md); a re-lock that brings it back fails here."""
     import subprocess
     import sys
