@@ -89,6 +89,9 @@ class Settings(BaseSettings):
 
     # self-checks record results for `lab progress`; production runs turn this off
     record_progress: bool = True
+    # `lab check` keeps its kernel, with Spark warm, for the next check in this LAB_HOME
+    # (lab_env.course.kept): it ends after this many seconds without a check; 0 keeps none
+    check_kernel_idle_s: float = Field(default=900.0, ge=0)
 
     # production runs: where a failed task's alert goes besides the log (a Slack-style webhook)
     alert_webhook_url: SecretStr | None = Field(default=None, repr=False)  # URLs carry tokens

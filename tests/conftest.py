@@ -18,7 +18,9 @@ import pytest
 
 from lab_env.alerts import Received, local_receiver
 from lab_env.config import Settings, get_settings, load_settings
+from lab_env.course import kept
 from lab_env.jobs import airflow_db
+from tests.pipeline_runs import CHECK_KERNEL_IDLE_S
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -40,11 +42,25 @@ os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="lab-airflow-")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(REPO / "dags")
 os.environ.update(airflow_db.ENV)  # SQLite: wait for the scheduler's writes, never fail on them
+os.environ.setdefault("LAB_CHECK_KERNEL_IDLE_S", CHECK_KERNEL_IDLE_S)  # as `lab` commands get
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     if _OWN_TMP:
+        _stop_kept_kernels(config)
         shutil.rmtree(os.environ[TEST_TMP], ignore_errors=True)
+
+
+def _stop_kept_kernels(config: pytest.Config) -> None:
+    """End the kernels `lab check` kept in the run's LAB_HOMEs (they would end by themselves
+    a little later): every home is under pytest's base folder, the workers' ones included."""
+    factory = getattr(config, "_tmp_path_factory", None)
+    base = getattr(factory, "_basetemp", None)
+    if base is None:
+        return
+    for record in Path(base).rglob(kept.RECORD):
+        if record.parent.name == "checks" and record.parent.parent.name == "runs":
+            kept.stop(load_settings(home=record.parents[2]))
 
 
 @pytest.fixture(scope="session", autouse=True)

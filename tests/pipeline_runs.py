@@ -22,9 +22,14 @@ REPO = Path(__file__).resolve().parents[1]
 RUN_COLUMNS = {"ingest_run_id", "silver_run_id", "fetched_at"}
 
 
+# `lab check` keeps its kernel this long after a check (lab_env.course.kept): long enough for a
+# test's next check, short enough that the many test homes' kernels do not pile up.
+CHECK_KERNEL_IDLE_S = "120"
+
+
 def lab_env_vars(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LAB_")}
-    return env | {"LAB_HOME": str(home)}
+    return env | {"LAB_HOME": str(home), "LAB_CHECK_KERNEL_IDLE_S": CHECK_KERNEL_IDLE_S}
 
 
 def python(

@@ -93,6 +93,13 @@ def check(notebook: Path) -> int:
     else:
         out.print(f"{passed}/{len(run.results)} exercises passed.")
     out.print(f"Executed copy: {run.output}")
+    if run.kernel:
+        idle = get_settings().check_kernel_idle_s
+        how = ("ran in the kernel kept from your last check, Spark already warm"
+               if run.kernel == grading.KEPT_WARM else "started a kernel")
+        out.print(f"[dim]This check {how}; it stays for your next check and ends by itself "
+                  f"after {idle / 60:g} minutes without one (LAB_CHECK_KERNEL_IDLE_S=0: never "
+                  "kept).[/dim]")
     return 0 if passed == len(run.results) and not run.problem else 1
 
 

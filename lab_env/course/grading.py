@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from lab_env.config import Settings, get_settings
-from lab_env.course import states
+from lab_env.course import kept, states
 from lab_env.course.checks import CHECK_MARKER, load_results
 from lab_env.course.checks._core import progress_file
 from lab_env.course.exercises import (
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     import nbformat
 
 PASSED = "passed"
+KEPT_WARM = "warm"  # the check ran in the kernel kept from the last one
+KEPT_NEW = "new"  # the check started the kernel the next one will use
 FAILED = "failed"
 NOT_ATTEMPTED = "not attempted"
 NO_RESTORE_TAG = "no-restore"
@@ -141,6 +143,7 @@ class CheckRun:
     output: Path
     problem: str = ""  # e.g. the kernel died: later checks never ran
     started_from: str = ""  # how the lakehouse was put back to the milestone's start, if it was
+    kernel: str = ""  # KEPT_WARM or KEPT_NEW: the check ran in the kept kernel (course.kept)
 
 
 def check_notebook(notebook: Path, *, clean_start: bool = True) -> CheckRun:
@@ -164,7 +167,7 @@ def check_notebook(notebook: Path, *, clean_start: bool = True) -> CheckRun:
     settings = get_settings()
     output = settings.runs_dir / "checks" / notebook.name
     number = milestone(notebook)
-    started_from = ""
+    started_from = kernel_state = ""
     with contextlib.ExitStack() as stack:
         course = number.isdigit() and (REPO / "solutions" / notebook.name).is_file()
         if clean_start and settings.is_local and course:
@@ -172,10 +175,17 @@ def check_notebook(notebook: Path, *, clean_start: bool = True) -> CheckRun:
             started_from = start_of_milestone(settings, int(number), REPO / "solutions")
         output.unlink(missing_ok=True)
         env = stack.enter_context(kernel_env(settings))
+        kernel = None
+        if started_from and kept.wanted(settings, notebook):
+            # under the lock, after the reset: the kernel kept from the last check, Spark warm
+            kernel, warm = stack.enter_context(
+                kept.check_kernel(settings, env, notebook.resolve().parent))
+            kernel_state = KEPT_WARM if warm else KEPT_NEW
         try:
             # what the kernel and its JVM print themselves goes to a log, not the learner's terminal
             executed = execute_notebook(
-                notebook.resolve(), output, allow_errors=True, env=env,
+                notebook.resolve(), output, allow_errors=True,
+                env=kept.check_env(env) if kernel else env, kernel=kernel,
                 kernel_log=output.with_suffix(".log"),
             )
         except DeadKernelError:
@@ -184,8 +194,8 @@ def check_notebook(notebook: Path, *, clean_start: bool = True) -> CheckRun:
             # the copy is saved after every cell, so grade what ran before the kernel died
             executed = nbformat.read(str(output), as_version=4)
             return CheckRun(grade(executed), output, "the kernel died; later cells never ran",
-                            started_from)
-    return CheckRun(grade(executed), output, started_from=started_from)
+                            started_from, kernel_state)
+    return CheckRun(grade(executed), output, started_from=started_from, kernel=kernel_state)
 
 
 def notebook_exercises(notebook: Path) -> list[str]:

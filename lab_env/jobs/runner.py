@@ -152,7 +152,7 @@ class Kernel:
 
     def preload(self, spec: str) -> None:
         """Call ``spec`` ("module:function") on a thread of the kernel; return at once."""
-        self._execute(f"from lab_env.jobs.runner import preload\npreload({spec!r})\n")
+        self.run_code(f"from lab_env.jobs.runner import preload\npreload({spec!r})\n")
 
     def prepare(self, env: dict[str, str | None]) -> None:
         """Empty the namespace and set (or, for None, unset) these variables in the kernel."""
@@ -165,17 +165,18 @@ class Kernel:
             "_get_settings.cache_clear()\n"
             "get_ipython().run_line_magic('reset', '-f')\n"
         )
-        self._execute(code)
+        self.run_code(code)
 
     def exit_jvm(self) -> None:
         """Stop the kernel's Spark session and have its JVM exit the normal way, running its
         exit hooks (a JVM started with ``-XX:ArchiveClassesAtExit`` writes its class archive
         then); return once it is gone. Without this a kernel's JVM dies with the kernel."""
-        self._execute(
+        self.run_code(
             "from lab_env.lake.spark import exit_jvm as _exit_jvm\n_exit_jvm()\n"
         )
 
-    def _execute(self, code: str) -> None:
+    def run_code(self, code: str) -> None:
+        """Execute ``code`` in the kernel (not in any notebook); raise a LabError if it fails."""
         assert self.km is not None, "the kernel is not started: use `with Kernel()`"
         client = self.km.blocking_client()
         client.start_channels()

@@ -34,6 +34,10 @@ def spark_conf(settings: Settings) -> dict[str, str]:
         f"{cat}.warehouse": settings.warehouse_uri,
         # Small data on a laptop: a few shuffle partitions instead of 200.
         "spark.sql.shuffle.partitions": "4",
+        # Classes Spark generates and compiles per query shape, kept for the JVM's life. With
+        # the default 100 a lesson's queries push each other out, so a kernel kept for the next
+        # `lab check` generated, compiled and JIT-compiled them all again (lab_env.course.kept).
+        "spark.sql.codegen.cache.maxEntries": "5000",
         "spark.default.parallelism": "4",
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.session.timeZone": "UTC",
@@ -198,6 +202,46 @@ def exit_jvm(timeout: float = 300) -> None:
     gateway.proc.wait(timeout)
     SparkContext._gateway = None
     SparkContext._jvm = None
+
+
+def renew_session(settings: Settings | None = None) -> None:
+    """Give this process a new SparkSession on the JVM it runs, if it runs one.
+
+    The new session starts as a fresh Spark would: its own SQL settings (from the start-up
+    configuration), no temporary views or functions, and its own Iceberg catalog, which reopens
+    the catalog file (a check copies the milestone's start state over it). What the old session
+    left behind is ended: its streaming queries stopped, cached data dropped, its catalog's
+    connections closed. The JVM's loaded classes and compiled code stay: a notebook run next
+    pays neither a JVM start nor its warm-up (lab_env.course.kept). :func:`get_spark` and
+    ``SparkSession.builder.getOrCreate()`` return the new session.
+    """
+    from py4j.protocol import Py4JError
+    from pyspark import SparkContext
+    from pyspark.sql import SparkSession
+
+    old = SparkSession._instantiatedSession
+    if SparkContext._active_spark_context is None or old is None or old._sc._jsc is None:
+        return
+    for query in old.streams.active:
+        query.stop()
+    old.catalog.clearCache()  # the cache is shared by every session of a JVM
+    settings = settings or get_settings()
+    name = settings.catalog_name
+    try:
+        old._jsparkSession.sessionState().catalogManager().catalog(name).icebergCatalog().close()
+    except Py4JError as exc:  # not an Iceberg catalog that can close, or its file is gone
+        log.debug("catalog %s of the old session not closed: %s", name, exc)
+    if settings.is_local:
+        from lab_env.lake.catalog import get_catalog
+
+        get_catalog(settings)  # as at a start: WAL mode and the catalog tables, before Spark
+    new = old.newSession()
+    SparkSession._instantiatedSession = new
+    SparkSession._activeSession = new
+    jvm = new._jvm
+    assert jvm is not None
+    jvm.SparkSession.setDefaultSession(new._jsparkSession)
+    jvm.SparkSession.setActiveSession(new._jsparkSession)
 
 
 def stop_spark() -> None:
