@@ -181,6 +181,9 @@ def truncated_home(root: Path) -> Path:
     table.append(pa.table({"id": [1, 2]}))
     metadata = Path(urlparse(catalog.load_table("silver.t").metadata_location).path)
     metadata.write_text(metadata.read_text()[:200])
+    # Close the catalog's connections now: the last one to close folds catalog.db-wal into the
+    # file and deletes it, which must not happen while the cases copy this folder.
+    catalog.engine.dispose()
     return home
 
 
