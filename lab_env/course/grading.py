@@ -36,10 +36,10 @@ if TYPE_CHECKING:
     import nbformat
 
 PASSED = "passed"
-KEPT_WARM = "warm"  # the check ran in the kernel kept from the last one
-KEPT_NEW = "new"  # the check started the kernel the next one will use
 FAILED = "failed"
 NOT_ATTEMPTED = "not attempted"
+KEPT_WARM = "warm"  # the check ran in the kernel kept from the last one
+KEPT_NEW = "new"  # the check started the kernel the next one will use
 NO_RESTORE_TAG = "no-restore"
 # What lab_env.course.checks prints when the learner's function is still the stub.
 _NOT_WRITTEN = "this exercise is not written yet"
