@@ -210,6 +210,9 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Http
     protocol_version = "HTTP/1.1"
     server_version = "lab-replay/1"
+    # Headers and body go out as two writes. With Nagle's algorithm the body waited for the
+    # client's delayed ACK of the headers (40 ms on Linux) on every keep-alive answer.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("replay: " + format, *args)
