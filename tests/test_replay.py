@@ -303,6 +303,29 @@ def test_lab_serve_samples_serves_until_interrupted() -> None:
         assert proc.wait(timeout=10) == 0
 
 
+# Bronze's cells keep the server in an ExitStack that nothing closes (the kernel is killed at
+# the end); the same lines run as a plain script leave it to the garbage collector at exit.
+LEFT_OPEN = """
+import contextlib, requests
+from lab_env.source.replay import replay_server
+_servers = contextlib.ExitStack()
+url = _servers.enter_context(replay_server())
+requests.get(f"{url}/assets", timeout=10).raise_for_status()
+print("served", flush=True)
+"""
+
+
+def test_a_script_that_leaves_the_server_open_still_exits() -> None:
+    """Python exits with the server never stopped: its serving thread is frozen by then, and
+    stopping it by the book waited for that thread forever."""
+    try:
+        done = subprocess.run([sys.executable, "-c", LEFT_OPEN], capture_output=True, text=True,
+                              timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the script served, then hung at exit stopping the replay server")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "served"
+
 def test_samples_files_are_gzip_json() -> None:
     for path in (samples.SAMPLES_DIR / samples.HISTORY_DIR).glob("*.json.gz"):
         payload = json.loads(gzip.decompress(path.read_bytes()))

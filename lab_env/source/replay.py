@@ -22,6 +22,7 @@ import hmac
 import json
 import logging
 import re
+import sys
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -157,8 +158,12 @@ class ReplayServer:
 
     def stop(self) -> None:
         if self._thread is not None:
-            self._http.shutdown()
-            self._thread.join()
+            if not sys.is_finalizing():
+                self._http.shutdown()
+                self._thread.join()
+            # else: Python is exiting and has frozen the serving thread (a daemon), which would
+            # never answer the shutdown: a script that left the server to the garbage collector
+            # (bronze's cells run as a script) hung at exit. Closing the socket is enough then.
             self._thread = None
         self._http.server_close()
 
