@@ -326,6 +326,7 @@ def test_a_script_that_leaves_the_server_open_still_exits() -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "served"
 
+
 def test_samples_files_are_gzip_json() -> None:
     for path in (samples.SAMPLES_DIR / samples.HISTORY_DIR).glob("*.json.gz"):
         payload = json.loads(gzip.decompress(path.read_bytes()))

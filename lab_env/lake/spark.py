@@ -102,12 +102,13 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             # A standalone master on this machine's loopback (`lab stack up`): its executors
             # reach the driver there, and nothing listens beyond this machine.
             conf |= {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
-    if settings.spark_master.startswith("local"):
-        # Reading a list of files (silver reads each bronze response by name) lists them with a
-        # Spark job of one task per path above 32 paths: a job that bought nothing when the
-        # driver is the only executor, and cost 8 of 9.5 s reading 1,800 files (90 days).
+    one_jvm = settings.spark_master.startswith("local")
+    if one_jvm:
+        # Spark lists a list of more than 32 files (silver reads each bronze response by name)
+        # with a job of one task per path: nothing gained when the driver is the only executor,
+        # and about 8 s of each 9-12 s read of the 1,800 files of 90 days (docs/production.md).
         conf["spark.sql.sources.parallelPartitionDiscovery.threshold"] = "1000000"
-    if local_jars and settings.spark_master.startswith("local"):
+    if local_jars and one_jvm:
         # One JVM is both driver and executor: the jars go on its class path as they are.
         # `spark.jars` would copy all of them (61 MB) into a temp folder per start, which a
         # JVM killed with its kernel never deletes: a day of test runs filled the disk.

@@ -157,14 +157,13 @@ class ReplayServer:
         self._http.serve_forever()
 
     def stop(self) -> None:
-        if self._thread is not None:
-            if not sys.is_finalizing():
-                self._http.shutdown()
-                self._thread.join()
-            # else: Python is exiting and has frozen the serving thread (a daemon), which would
-            # never answer the shutdown: a script that left the server to the garbage collector
-            # (bronze's cells run as a script) hung at exit. Closing the socket is enough then.
-            self._thread = None
+        # While Python exits, the serving thread (a daemon) is frozen and would never answer a
+        # shutdown: a script that left the server to the garbage collector (bronze's cells run
+        # as a script) hung there. Closing the socket is all that is left to do then.
+        if self._thread is not None and not sys.is_finalizing():
+            self._http.shutdown()
+            self._thread.join()
+        self._thread = None
         self._http.server_close()
 
     def __enter__(self) -> ReplayServer:
