@@ -14,6 +14,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,6 +116,17 @@ def test_every_service_listens_on_loopback_only(stack: native.Stack) -> None:
     assert recorded <= {port for _, port in listening}, "a recorded port is not listening"
     beyond = [(a, p) for a, p in listening if a not in LOOPBACK]
     assert not beyond, f"listening beyond 127.0.0.1: {beyond}"
+
+
+def test_seaweedfs_keeps_its_socket_and_its_log_in_the_stack_folder(stack: native.Stack) -> None:
+    """By default SeaweedFS's S3 gateway listens on /tmp/seaweedfs-s3-<port>.sock and it logs
+    to weed.* files in the temp folder: both stayed there after the stack stopped."""
+    (s3,) = [s for s in stack.services if s.name == "s3"]
+    gateway = native.stack_dir(stack.home) / "s3.sock"
+    assert gateway.is_socket()
+    assert not Path(f"/tmp/seaweedfs-s3-{s3.ports['s3']}.sock").exists()
+    assert not list(Path(tempfile.gettempdir()).glob("weed.*"))
+    assert "master_grpc_server" in Path(s3.log).read_text()  # its log, where `lab stack` says
 
 
 def test_status_shows_each_service_healthy(stack: native.Stack) -> None:

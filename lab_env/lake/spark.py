@@ -96,8 +96,8 @@ def spark_conf(settings: Settings) -> dict[str, str]:
             # reaches them through Hadoop, which has no file system for that scheme by default.
             "spark.hadoop.fs.s3.impl": "org.apache.hadoop.fs.s3a.S3AFileSystem",
         }
-        if settings.spark_driver_java_options:
-            conf["spark.driver.extraJavaOptions"] = settings.spark_driver_java_options
+        conf["spark.driver.extraJavaOptions"] = " ".join(
+            filter(None, (_scratch_tmpdir(), settings.spark_driver_java_options)))
         if urlparse(settings.spark_master).hostname in ("127.0.0.1", "localhost"):
             # A standalone master on this machine's loopback (`lab stack up`): its executors
             # reach the driver there, and nothing listens beyond this machine.

@@ -52,6 +52,8 @@ START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 20.0
 # A Spark daemon whose port is taken tries the next ones; the recorded port would then be wrong.
 ONE_PORT = "-Dspark.port.maxRetries=0"
+# The longest path a Unix socket can have on Linux, less its terminating NUL.
+SOCKET_PATH_MAX = 107
 RESTART = "run `lab stack down`, then `lab stack up` (it picks new free ports)."
 
 
@@ -344,13 +346,21 @@ def start_s3(settings: Settings, folder: Path) -> Service:
     grpc = dict(zip(names, free[len(names) :], strict=True))
     ports = http | {f"{name}.grpc": port for name, port in grpc.items()}
     command = [
-        weed_binary(), "mini", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}",
+        # its log to its output (the stack's logs/s3.log), not to weed.* files in /tmp
+        weed_binary(), "-logtostderr", "mini", f"-dir={data}", f"-ip={HOST}", f"-ip.bind={HOST}",
         *(f"-{name}.port={port}" for name, port in http.items()),
         *(f"-{name}.port.grpc={port}" for name, port in grpc.items()),
         # Only S3: no WebDAV, no admin UI, none of SeaweedFS's own catalogs.
         "-webdav=false", "-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0",
         f"-bucket={settings.bucket}",
     ]
+    # The S3 gateway also listens on a Unix socket, /tmp/seaweedfs-s3-<port>.sock by default,
+    # which stays in /tmp when it stops: it goes in the stack's folder instead, where the next
+    # start replaces it (unless that path is too long for a socket).
+    local_socket = folder / "s3.sock"
+    if len(os.fsencode(local_socket)) <= SOCKET_PATH_MAX:
+        local_socket.unlink(missing_ok=True)  # the last run's
+        command.append(f"-s3.localSocket={local_socket}")
     # With an admin identity in the environment, SeaweedFS refuses anonymous and wrong keys.
     env = os.environ | _s3_env(settings)
     process, log = _spawn("s3", command, folder, env)
