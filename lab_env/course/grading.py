@@ -182,11 +182,12 @@ def check_notebook(notebook: Path, *, clean_start: bool = True) -> CheckRun:
                 kept.check_kernel(settings, env, notebook.resolve().parent))
             kernel_state = KEPT_WARM if warm else KEPT_NEW
         try:
-            # what the kernel and its JVM print themselves goes to a log, not the learner's terminal
+            # what the kernel and its JVM print themselves goes to a log, not the learner's
+            # terminal (the kept kernel has its own, runs/checks/kernel.log)
             executed = execute_notebook(
                 notebook.resolve(), output, allow_errors=True,
                 env=kept.check_env(env) if kernel else env, kernel=kernel,
-                kernel_log=output.with_suffix(".log"),
+                kernel_log=None if kernel else output.with_suffix(".log"),
             )
         except DeadKernelError:
             if not output.is_file():

@@ -271,9 +271,7 @@ def _attach(record: _Record) -> Kernel:
         client.wait_for_ready(timeout=READY_TIMEOUT_S)
     finally:
         client.stop_channels()
-    kernel = Kernel()
-    kernel.km = manager
-    return kernel
+    return Kernel.running(manager)
 
 
 def _reused(record: _Record, cwd: Path, settings: Settings) -> Kernel | None:

@@ -136,6 +136,15 @@ class Kernel:
         self.env = dict(env or {})
         self.km: AsyncKernelManager | None = None
 
+    @classmethod
+    def running(cls, km: AsyncKernelManager) -> Kernel:
+        """A Kernel over a kernel process that is already running, connected through ``km``
+        (lab_env.course.kept keeps one between checks); not for use as ``with``, which starts
+        one."""
+        kernel = cls()
+        kernel.km = km
+        return kernel
+
     def __enter__(self) -> Kernel:
         from jupyter_core.utils import run_sync
 
